@@ -1,0 +1,165 @@
+"""The kernel language's syntax tree: plain dataclasses carrying source spans."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .diagnostics import Span
+
+
+@dataclass
+class Node:
+    span: Span = field(repr=False, compare=False)
+
+
+# --- expressions ---------------------------------------------------------------
+@dataclass
+class Number(Node):
+    value: float | int
+    is_float: bool
+
+
+@dataclass
+class Name(Node):
+    id: str
+
+
+@dataclass
+class BinOp(Node):
+    op: str          # + - * / // % @ == != < <= > >= and or
+    lhs: "Expr"
+    rhs: "Expr"
+
+
+@dataclass
+class Neg(Node):
+    operand: "Expr"
+
+
+@dataclass
+class Not(Node):
+    operand: "Expr"
+
+
+@dataclass
+class Call(Node):
+    func: str
+    args: list
+    kwargs: dict     # name -> Expr
+
+
+@dataclass
+class Point(Node):   # a[i]
+    index: "Expr"
+
+
+@dataclass
+class Range(Node):   # a[lo:hi], either bound optional
+    lo: "Expr | None"
+    hi: "Expr | None"
+
+
+@dataclass
+class Length(Node):  # a[start +: length]
+    start: "Expr"
+    length: "Expr"
+
+
+@dataclass
+class Subscript(Node):
+    base: "Expr"
+    indices: list
+
+
+Expr = Number | Name | BinOp | Neg | Not | Call | Subscript
+
+
+# --- declarations and statements ---------------------------------------------
+@dataclass
+class TensorType(Node):
+    dtype: str
+    shape: list      # of Expr
+
+
+@dataclass
+class Dist(Node):
+    kind: str        # block | replicated
+    axes: list       # of (name, Span)
+
+
+@dataclass
+class TensorDecl(Node):
+    name: str
+    type: TensorType
+    dist: Dist
+
+
+@dataclass
+class ScalarParam(Node):
+    name: str
+    type: str        # int | float
+    default: "Expr | None"
+
+
+@dataclass
+class LocalDecl(Node):
+    name: str
+    type: TensorType
+
+
+@dataclass
+class ConstDecl(Node):
+    name: str
+    value: Expr
+
+
+@dataclass
+class Require(Node):
+    cond: Expr
+    message: str | None
+
+
+@dataclass
+class LValue(Node):
+    name: str
+    indices: list
+
+
+@dataclass
+class Assign(Node):
+    target: LValue
+    value: Expr
+
+
+@dataclass
+class Accumulate(Node):
+    target: LValue
+    value: Expr
+
+
+@dataclass
+class For(Node):
+    var: str
+    var_span: Span
+    lo: Expr
+    hi: Expr
+    body: list
+
+
+@dataclass
+class If(Node):
+    cond: Expr
+    then: list
+    orelse: list
+
+
+@dataclass
+class Kernel(Node):
+    name: str
+    params: list     # TensorDecl | ScalarParam
+    outputs: list    # TensorDecl
+    body: list
+
+
+@dataclass
+class Module(Node):
+    kernels: list

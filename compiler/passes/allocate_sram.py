@@ -1,0 +1,107 @@
+"""Buffers -> SRAM word addresses, reusing space between buffers whose
+lifetimes do not overlap.
+
+A buffer is live from its first to its last use in program order; a use
+inside a loop keeps it live for the whole of the outermost enclosing loop,
+since the next iteration may read it again. Inputs are live from the start
+(the host writes them before the run) and outputs to the end (the host reads
+them after). Placement is first fit, in order of first use, larger first.
+"""
+from __future__ import annotations
+
+from emulator.config import MachineConfig
+
+from ..diagnostics import CompileError
+from ..spatial_ir import (Copy, Elementwise, Fill, Fmac, IfTile, Loop, MatMac, Recv, Scale, Send,
+                          SpatialKernel, View)
+
+
+def allocate_sram(k: SpatialKernel, config: MachineConfig, reserved_words: int = 0) -> SpatialKernel:
+    """reserved_words: SRAM already taken (code and descriptors) on every tile."""
+    live = _live_ranges(k)
+    order = sorted((b for b in k.buffers if b in live), key=lambda b: (live[b][0], -b.words, b.name))
+    placed = []
+    capacity = config.sram_words - reserved_words
+    top = 0
+    for buf in order:
+        lo, hi = live[buf]
+        addr = 0
+        for other in sorted((o for o in placed if live[o][0] <= hi and lo <= live[o][1]), key=lambda o: o.addr):
+            if addr + buf.words <= other.addr:
+                break
+            addr = max(addr, other.addr + other.words)
+        buf.addr = addr
+        placed.append(buf)
+        top = max(top, addr + buf.words)
+        if top > capacity:
+            raise _overflow(k, config, buf, top, reserved_words)
+    for buf in k.buffers:
+        if buf not in live:  # declared but never used: give it no space
+            buf.addr = 0
+    k.sram_words = top
+    k.live = live
+    return k
+
+
+def _overflow(k, config, buf, top, reserved_words) -> CompileError:
+    wb = config.word_bytes
+    biggest = sorted((b for b in k.buffers if b.addr >= 0), key=lambda b: -b.words)[:4]
+    listing = ", ".join(f"'{b.name}' {b.words * wb} B" for b in biggest)
+    code = f", code {reserved_words * wb} B" if reserved_words else ""
+    shape = "x".join(map(str, buf.shape))
+    return CompileError(
+        f"SRAM overflow on tile (0, 0) (and every tile running this kernel): buffer '{buf.name}' "
+        f"(f32[{shape}], {buf.words * wb} bytes) does not fit; the kernel needs at least "
+        f"{(top + reserved_words) * wb} bytes per tile, a tile has {config.sram_bytes}. "
+        f"Largest buffers: {listing}{code}. Use a larger grid or smaller shapes.", buf.span)
+
+
+def op_views(op) -> list[View]:
+    if isinstance(op, Fill):
+        return [op.dst]
+    if isinstance(op, (Copy, Scale)):
+        return [op.dst, op.src]
+    if isinstance(op, (Elementwise, Fmac)):
+        return [op.dst, op.a, op.b]
+    if isinstance(op, MatMac):
+        return [op.c, op.a, op.b]
+    if isinstance(op, Send):
+        return [op.src]
+    if isinstance(op, Recv):
+        return [op.dst]
+    return []
+
+
+def _live_ranges(k: SpatialKernel) -> dict:
+    live: dict = {}
+    counter = [0]
+
+    def use(buf, at):
+        lo, hi = live.get(buf, (at, at))
+        live[buf] = (min(lo, at), max(hi, at))
+
+    def visit(ops, outer_loop):
+        for op in ops:
+            counter[0] += 1
+            here = counter[0]
+            if isinstance(op, Loop):
+                start = here
+                visit(op.body, outer_loop or op)
+                end = counter[0]
+                if outer_loop is None:  # stretch everything used inside to the whole loop
+                    for buf, (lo, hi) in list(live.items()):
+                        if lo >= start or hi >= start:
+                            live[buf] = (min(lo, start), max(hi, end))
+            elif isinstance(op, IfTile):
+                visit(op.then, outer_loop)
+                visit(op.orelse, outer_loop)
+            else:
+                for v in op_views(op):
+                    use(v.buffer, here)
+
+    visit(k.body, None)
+    end = counter[0] + 1
+    for t in k.io:
+        lo, hi = live.get(t.buffer, (0, 0))
+        live[t.buffer] = (0, hi) if t.role == "input" else (min(lo, end) if t.buffer in live else end, end)
+    return live

@@ -1,0 +1,230 @@
+"""Spatial IR (placed and routed) -> a Program of dataflow instructions.
+
+Registers: r0 = tx and r1 = ty (set by the loader), the rest hold loop
+counters and run-time index arithmetic. A view whose offset depends on run-time
+values gets its offset computed into a register just before the instruction
+that uses it; descriptors are deduplicated across the program.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from emulator import isa
+from emulator.config import MachineConfig
+from emulator.isa import descriptor, instr
+from emulator.program import BufferPlacement, CodeRegion, Program, TensorIO
+
+from ..diagnostics import CompileError
+from ..spatial_ir import (IBin, IBool, ICmp, IConst, IfTile, INot, IVar, Copy, Elementwise, Fill, Fmac,
+                          Loop, MatMac, Recv, Scale, Send, SpatialKernel, View)
+
+BINARY = {"add": isa.VADD, "sub": isa.VSUB, "mul": isa.VMUL, "max": isa.VMAX, "min": isa.VMIN}
+REG_OPS = {"+": isa.ADD, "-": isa.SUB, "*": isa.MUL, "//": isa.DIV, "%": isa.MOD, "min": isa.MINR,
+           "max": isa.MAXR}
+IMM_OPS = {"+": isa.ADDI, "*": isa.MULI, "//": isa.DIVI, "%": isa.MODI}
+# branch taken when the comparison holds: (opcode, swap operands)
+BRANCH_TRUE = {"==": (isa.BEQ, False), "!=": (isa.BNE, False), "<": (isa.BLT, False),
+               ">=": (isa.BGE, False), ">": (isa.BLT, True), "<=": (isa.BGE, True)}
+NEGATE = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
+
+
+def emit_code(k: SpatialKernel, config: MachineConfig, meta: dict | None = None) -> Program:
+    em = _Emitter(k, config)
+    em.block(k.body)
+    em.code.append(instr(isa.HALT))
+    code = np.array(em.code, dtype=np.int32).reshape(-1, isa.INSTR_FIELDS)
+    for at, field, label in em.fixups:  # resolve branch targets
+        code[at, field] = em.labels_at[label]
+    descs = np.array(em.descs or [descriptor(0, [(1, 0)])], dtype=np.int32).reshape(-1, isa.DESC_FIELDS)
+    fimm = np.array(em.fimm or [0.0], dtype=np.float32)
+    labels = {at: name for name, at in em.label_names.items()}
+    buffers = [BufferPlacement(b.name, b.kind, b.addr, b.words, tuple(b.shape), tuple(getattr(k, "live", {}).get(b, (0, 0))))
+               for b in k.buffers if b.addr >= 0]
+    io = [TensorIO(t.name, t.role, tuple(t.shape), tuple(t.axes), tuple(t.buffer.shape), t.buffer.addr)
+          for t in k.io]
+    return Program(config=config, code=code, descs=descs, fimm=fimm,
+                   regions=[CodeRegion(k.name, 0, len(code), 0, 0, k.width, k.height)],
+                   routes=np.ascontiguousarray(k.routes, dtype=np.uint8), sram_words=k.sram_words,
+                   buffers=buffers, io=io, color_names=list(k.streams), labels=labels,
+                   meta={"kernel": k.name, "bindings": dict(k.bindings), **(meta or {})})
+
+
+class _Emitter:
+    def __init__(self, k: SpatialKernel, config: MachineConfig):
+        self.k = k
+        self.config = config
+        self.code: list[list[int]] = []
+        self.descs: list[list[int]] = []
+        self.desc_index: dict[tuple, int] = {}
+        self.fimm: list[float] = []
+        self.fimm_index: dict[int, int] = {}
+        self.free_regs = list(range(config.registers - 1, 1, -1))
+        self.var_regs = {"tx": isa.REG_TX, "ty": isa.REG_TY}
+        self.labels_at: dict[int, int] = {}
+        self.label_names: dict[str, int] = {}
+        self.fixups: list[tuple[int, int, int]] = []
+        self.n_labels = 0
+        self.span = None
+
+    # ---------------------------------------------------------------- helpers
+    def new_label(self) -> int:
+        self.n_labels += 1
+        return self.n_labels
+
+    def place(self, label: int, name: str | None = None):
+        self.labels_at[label] = len(self.code)
+        if name:
+            self.label_names[name] = len(self.code)
+
+    def emit(self, op, *args, target: int | None = None):
+        """Append an instruction; a branch names its target label, patched at the end."""
+        if target is not None:
+            field = 1 + isa.OPERANDS[op].index("t")
+            args = args[:field - 1] + (0,) + args[field - 1:]
+            self.fixups.append((len(self.code), field, target))
+        self.code.append(instr(op, *args))
+
+    def alloc(self) -> int:
+        if not self.free_regs:
+            raise CompileError(f"the kernel needs more than {self.config.registers} integer registers "
+                               "(too deeply nested loops or index arithmetic)", self.span)
+        return self.free_regs.pop()
+
+    def release(self, reg: int, owned: bool):
+        if owned:
+            self.free_regs.append(reg)
+
+    def value_reg(self, e) -> tuple[int, bool]:
+        """Compute an IExpr into a register; returns (register, owned by caller)."""
+        if isinstance(e, IVar):
+            return self.var_regs[e.name], False
+        if isinstance(e, IConst):
+            r = self.alloc()
+            self.emit(isa.LI, r, e.value)
+            return r, True
+        assert isinstance(e, IBin)
+        lhs, lhs_owned = self.value_reg(e.lhs)
+        out = lhs if lhs_owned else self.alloc()
+        if isinstance(e.rhs, IConst) and (e.op in IMM_OPS or e.op == "-"):
+            if e.op == "-":
+                self.emit(isa.ADDI, out, lhs, -e.rhs.value)
+            else:
+                self.emit(IMM_OPS[e.op], out, lhs, e.rhs.value)
+            return out, True
+        rhs, rhs_owned = self.value_reg(e.rhs)
+        self.emit(REG_OPS[e.op], out, lhs, rhs)
+        self.release(rhs, rhs_owned)
+        return out, True
+
+    def desc(self, v: View) -> tuple[int, int, bool]:
+        """(descriptor index, base register or -1, register owned)."""
+        addr = v.buffer.addr
+        if isinstance(v.offset, IConst):
+            base, reg, owned = addr + v.offset.value, isa.NO_REG, False
+        else:
+            reg, owned = self.value_reg(v.offset)
+            base = addr
+        row = tuple(descriptor(base, v.dims if v.dims else [(1, 0)], reg))
+        if row not in self.desc_index:
+            self.desc_index[row] = len(self.descs)
+            self.descs.append(list(row))
+        return self.desc_index[row], reg, owned
+
+    def float_imm(self, value: float) -> int:
+        bits = int(np.float32(value).view(np.uint32))
+        if bits not in self.fimm_index:
+            self.fimm_index[bits] = len(self.fimm)
+            self.fimm.append(float(np.float32(value)))
+        return self.fimm_index[bits]
+
+    def with_descs(self, op, views, *extra):
+        got = [self.desc(v) for v in views]
+        self.emit(op, *[d for d, _, _ in got], *extra)
+        for _, reg, owned in got:
+            self.release(reg, owned)
+
+    # ------------------------------------------------------------- statements
+    def block(self, ops):
+        for op in ops:
+            self.span = op.span
+            self.op(op)
+
+    def op(self, op):
+        if isinstance(op, Fill):
+            d, reg, owned = self.desc(op.dst)
+            self.emit(isa.VFILL, d, self.float_imm(op.value))
+            self.release(reg, owned)
+        elif isinstance(op, Copy):
+            self.with_descs(isa.VCOPY, [op.dst, op.src])
+        elif isinstance(op, Scale):
+            self.with_descs(isa.VSCALE, [op.dst, op.src], self.float_imm(op.factor))
+        elif isinstance(op, Elementwise):
+            self.with_descs(BINARY[op.op], [op.dst, op.a, op.b])
+        elif isinstance(op, Fmac):
+            self.with_descs(isa.VFMAC, [op.dst, op.a, op.b])
+        elif isinstance(op, MatMac):
+            self.with_descs(isa.MMAC, [op.c, op.a, op.b])
+        elif isinstance(op, Send):
+            d, reg, owned = self.desc(op.src)
+            self.emit(isa.SEND, self.k.streams.index(op.stream), d)
+            self.release(reg, owned)
+        elif isinstance(op, Recv):
+            d, reg, owned = self.desc(op.dst)
+            self.emit(isa.RECV, self.k.streams.index(op.stream), d)
+            self.release(reg, owned)
+        elif isinstance(op, Loop):
+            self.loop(op)
+        elif isinstance(op, IfTile):
+            self.if_tile(op)
+        else:
+            raise CompileError(f"internal: cannot emit {type(op).__name__}", op.span)
+
+    def loop(self, op: Loop):
+        reg = self.alloc()
+        self.var_regs[op.var] = reg
+        self.emit(isa.LI, reg, op.lo)
+        top = self.new_label()
+        self.place(top, f"loop_{op.var}_{top}")
+        self.block(op.body)
+        self.emit(isa.LOOP, reg, op.hi, target=top)
+        del self.var_regs[op.var]
+        self.release(reg, True)
+
+    def if_tile(self, op: IfTile):
+        skip = self.new_label()
+        self.branch(op.cond, skip, when=False)
+        self.block(op.then)
+        if op.orelse:
+            end = self.new_label()
+            self.emit(isa.JMP, target=end)
+            self.place(skip, f"else_{skip}")
+            self.block(op.orelse)
+            self.place(end, f"endif_{end}")
+        else:
+            self.place(skip, f"endif_{skip}")
+
+    def branch(self, cond, label: int, when: bool):
+        """Jump to label when cond evaluates to `when`; fall through otherwise."""
+        if isinstance(cond, INot):
+            self.branch(cond.operand, label, not when)
+        elif isinstance(cond, IBool):
+            both = (cond.op == "and") != when  # and/false or or/true: either side decides alone
+            if both:
+                self.branch(cond.lhs, label, when)
+                self.branch(cond.rhs, label, when)
+            else:
+                skip = self.new_label()
+                self.branch(cond.lhs, skip, not when)
+                self.branch(cond.rhs, label, when)
+                self.place(skip)
+        else:
+            assert isinstance(cond, ICmp)
+            rel = cond.op if when else NEGATE[cond.op]
+            opcode, swap = BRANCH_TRUE[rel]
+            a, a_owned = self.value_reg(cond.lhs)
+            b, b_owned = self.value_reg(cond.rhs)
+            if swap:
+                a, b = b, a
+            self.emit(opcode, a, b, target=label)
+            self.release(a, a_owned if not swap else b_owned)
+            self.release(b, b_owned if not swap else a_owned)

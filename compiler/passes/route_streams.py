@@ -1,0 +1,68 @@
+"""Streams -> colors and route tables.
+
+One color per stream name (route pattern); streams that share a pattern share
+its color, which is how colors are reused across phases of a program. A route
+maps each router input port to the set of output ports (multicast) for that
+color on that tile. Tables are built with array operations over all tiles, so
+a million-tile grid costs a few array passes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from emulator.isa import PORT_E, PORT_N, PORT_RAMP, PORT_S, PORT_W
+
+from ..diagnostics import CompileError
+from ..spatial_ir import Recv, Send, SpatialKernel, walk
+
+E, W_, N, S, R = (1 << PORT_E), (1 << PORT_W), (1 << PORT_N), (1 << PORT_S), (1 << PORT_RAMP)
+
+
+def route_streams(k: SpatialKernel, colors: int) -> SpatialKernel:
+    streams: list[str] = []
+    first_use = {}
+    for op in walk(k.body):
+        if isinstance(op, (Send, Recv)) and op.stream not in streams:
+            streams.append(op.stream)
+            first_use[op.stream] = op.span
+    if len(streams) > colors:
+        raise CompileError(f"too many colors: the kernel needs {len(streams)} ({', '.join(streams)}) but the "
+                           f"machine has {colors}", first_use[streams[colors]])
+    k.streams = streams
+    tables = [pattern_routes(s, k.width, k.height) for s in streams]
+    k.routes = np.stack(tables, axis=1) if tables else np.zeros((k.width * k.height, 0, 5), np.uint8)
+    return k
+
+
+def pattern_routes(name: str, width: int, height: int) -> np.ndarray:
+    """uint8 [tiles, 5]: output-port bits for each input port (N, E, S, W, RAMP)."""
+    t = np.arange(width * height)
+    x, y = t % width, t // width
+    has = {PORT_E: x < width - 1, PORT_W: x > 0, PORT_S: y < height - 1, PORT_N: y > 0}
+    bit = {p: np.where(h, 1 << p, 0) for p, h in has.items()}
+    table = np.zeros((width * height, 5), dtype=np.int64)
+    if name in ("row_bcast", "col_bcast"):
+        a, b = (PORT_W, PORT_E) if name == "row_bcast" else (PORT_N, PORT_S)
+        table[:, a] = bit[b] | R       # arriving from one side: pass on and deliver
+        table[:, b] = bit[a] | R
+        table[:, PORT_RAMP] = bit[a] | bit[b]
+    elif name in ("east", "west", "south", "north"):
+        out = {"east": PORT_E, "west": PORT_W, "south": PORT_S, "north": PORT_N}[name]
+        back = {PORT_E: PORT_W, PORT_W: PORT_E, PORT_S: PORT_N, PORT_N: PORT_S}[out]
+        table[:, PORT_RAMP] = bit[out]
+        table[:, back] = R
+    elif name in ("east_ring", "west_ring", "south_ring", "north_ring"):
+        out = {"east_ring": PORT_E, "west_ring": PORT_W, "south_ring": PORT_S, "north_ring": PORT_N}[name]
+        back = {PORT_E: PORT_W, PORT_W: PORT_E, PORT_S: PORT_N, PORT_N: PORT_S}[out]
+        # normal hop on `out`; the last tile's message runs back along the line to the first tile
+        table[:, PORT_RAMP] = np.where(has[out], 1 << out, 1 << back)
+        table[:, back] = R
+        table[:, out] = np.where(has[back], 1 << back, R)
+        table[:, out] = np.where(has[out] | has[back], table[:, out], 0)
+    else:
+        raise ValueError(f"unknown stream pattern {name}")
+    # never route off the grid, and list no rule for a port with no neighbour behind it
+    for p, h in has.items():
+        table &= ~np.where(h, 0, 1 << p)[:, None]
+        table[:, p] = np.where(h, table[:, p], 0)
+    return table.astype(np.uint8)

@@ -1,0 +1,329 @@
+"""Spatial IR: one SPMD program for a rectangle of tiles, as plain dataclasses.
+
+Every size is a concrete integer here. Index arithmetic that depends on the
+tile or a loop variable stays symbolic (IExpr) and is computed by each tile at
+run time. Communication starts as named collectives (Broadcast, Shift, Reduce);
+passes/lower_collectives.py turns them into point-to-point Send/Recv on named
+streams, and passes/route_streams.py gives each stream a color and routes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .diagnostics import Span
+
+
+# --- integer expressions evaluated per tile ------------------------------------
+@dataclass(frozen=True)
+class IConst:
+    value: int
+
+
+@dataclass(frozen=True)
+class IVar:
+    name: str        # 'tx', 'ty' or a loop variable
+
+
+@dataclass(frozen=True)
+class IBin:
+    op: str          # + - * // % min max
+    lhs: "IExpr"
+    rhs: "IExpr"
+
+
+def ibin(op: str, lhs: "IExpr", rhs: "IExpr") -> "IExpr":
+    """IBin with constants folded and identities (x+0, x*1, x//1, x%1, x*0) removed."""
+    if isinstance(lhs, IConst) and isinstance(rhs, IConst):
+        a, b = lhs.value, rhs.value
+        if op in ("//", "%") and b == 0:
+            return IBin(op, lhs, rhs)
+        return IConst({"+": a + b, "-": a - b, "*": a * b, "//": a // b if b else 0, "%": a % b if b else 0,
+                       "min": min(a, b), "max": max(a, b)}[op])
+    if isinstance(rhs, IConst):
+        if (op in ("+", "-") and rhs.value == 0) or (op in ("*", "//") and rhs.value == 1):
+            return lhs
+        if (op == "*" and rhs.value == 0) or (op == "%" and rhs.value == 1):
+            return IConst(0)
+    if isinstance(lhs, IConst):
+        if op == "+" and lhs.value == 0:
+            return rhs
+        if op == "*" and lhs.value == 1:
+            return rhs
+        if op == "*" and lhs.value == 0:
+            return IConst(0)
+    return IBin(op, lhs, rhs)
+
+
+@dataclass(frozen=True)
+class ICmp:
+    op: str          # == != < <= > >=
+    lhs: "IExpr"
+    rhs: "IExpr"
+
+
+@dataclass(frozen=True)
+class IBool:
+    op: str          # and | or
+    lhs: "ICond"
+    rhs: "ICond"
+
+
+@dataclass(frozen=True)
+class INot:
+    operand: "ICond"
+
+
+IExpr = IConst | IVar | IBin
+ICond = ICmp | IBool | INot
+
+
+def format_iexpr(e) -> str:
+    if isinstance(e, IConst):
+        return str(e.value)
+    if isinstance(e, IVar):
+        return e.name
+    if isinstance(e, IBin):
+        if e.op in ("min", "max"):
+            return f"{e.op}({format_iexpr(e.lhs)}, {format_iexpr(e.rhs)})"
+        return f"({format_iexpr(e.lhs)} {e.op} {format_iexpr(e.rhs)})"
+    if isinstance(e, ICmp):
+        return f"{format_iexpr(e.lhs)} {e.op} {format_iexpr(e.rhs)}"
+    if isinstance(e, IBool):
+        return f"({format_iexpr(e.lhs)} {e.op} {format_iexpr(e.rhs)})"
+    if isinstance(e, INot):
+        return f"not {format_iexpr(e.operand)}"
+    return str(e)
+
+
+# --- buffers and views ---------------------------------------------------------
+@dataclass(eq=False)
+class Buffer:
+    name: str
+    shape: tuple
+    kind: str                    # input | output | local | temp | const
+    span: Span | None = None
+    value: float = 0.0           # for const buffers
+    addr: int = -1               # word address, set by allocate_sram
+
+    @property
+    def words(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def full_view(self) -> "View":
+        dims, stride = [], 1
+        for extent in reversed(self.shape):
+            dims.append((extent, stride))
+            stride *= extent
+        return View(self, IConst(0), tuple(reversed(dims)))
+
+
+@dataclass(frozen=True)
+class View:
+    """A strided window of a buffer: word offset plus (extent, stride) per dim."""
+    buffer: Buffer
+    offset: IExpr
+    dims: tuple
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(e for e, _ in self.dims)
+
+    def same_as(self, other: "View") -> bool:
+        return self.buffer is other.buffer and self.offset == other.offset and self.dims == other.dims
+
+
+def format_view(v: View) -> str:
+    if v.offset == IConst(0) and v.dims == v.buffer.full_view().dims:
+        return v.buffer.name
+    dims = " ".join(f"{e}:{s}" for e, s in v.dims)
+    return f"{v.buffer.name}[+{format_iexpr(v.offset)} {dims}]"
+
+
+# --- operations ------------------------------------------------------------------
+@dataclass
+class Op:
+    span: Span | None = field(default=None, repr=False, compare=False, kw_only=True)
+
+
+@dataclass
+class Fill(Op):
+    dst: View
+    value: float
+
+
+@dataclass
+class Copy(Op):
+    dst: View
+    src: View
+
+
+@dataclass
+class Elementwise(Op):
+    op: str                      # add | sub | mul | max | min
+    dst: View
+    a: View
+    b: View
+
+
+@dataclass
+class Scale(Op):
+    dst: View
+    src: View
+    factor: float
+
+
+@dataclass
+class Fmac(Op):                  # dst = dst + a * b, unfused
+    dst: View
+    a: View
+    b: View
+
+
+@dataclass
+class MatMac(Op):                # c += a @ b, k ascending, unfused
+    c: View
+    a: View
+    b: View
+
+
+@dataclass
+class Loop(Op):
+    var: str
+    lo: int
+    hi: int
+    body: list
+
+
+@dataclass
+class IfTile(Op):
+    cond: ICond
+    then: list
+    orelse: list
+
+
+@dataclass
+class Broadcast(Op):             # the tile at `root` along the row/column sends src
+    axis: str                    # row | col
+    dst: View
+    src: View
+    root: IExpr
+
+
+@dataclass
+class Shift(Op):                 # every tile sends src one tile towards `direction`
+    direction: str               # east | west | south | north
+    dst: View
+    src: View
+    wrap: bool                   # rotate around the row/column instead of stopping at the edge
+
+
+@dataclass
+class Reduce(Op):                # all-reduce along a row/column, in ascending tile order
+    axis: str
+    op: str                      # add | max
+    dst: View
+    src: View
+
+
+@dataclass
+class Send(Op):
+    stream: str
+    src: View
+
+
+@dataclass
+class Recv(Op):
+    stream: str
+    dst: View
+
+
+@dataclass
+class TensorPlacement:
+    name: str
+    role: str                    # input | output
+    shape: tuple                 # global
+    axes: tuple                  # per dim: 'x', 'y' or '_'
+    buffer: Buffer               # the tile's block
+
+
+@dataclass
+class SpatialKernel:
+    name: str
+    width: int
+    height: int
+    buffers: list                # every Buffer, in creation order
+    body: list                   # ops
+    io: list                     # TensorPlacement
+    bindings: dict = field(default_factory=dict)   # sizes and params, for reports
+    streams: list = field(default_factory=list)    # stream names in color order (route_streams)
+    routes: object = None                          # uint8 [tiles, colors, 5] (route_streams)
+    sram_words: int = 0                            # data words per tile (allocate_sram)
+
+
+def walk(ops):
+    """Every op, nested ones included, in program order."""
+    for op in ops:
+        yield op
+        if isinstance(op, Loop):
+            yield from walk(op.body)
+        elif isinstance(op, IfTile):
+            yield from walk(op.then)
+            yield from walk(op.orelse)
+
+
+def format_ir(k: SpatialKernel) -> str:
+    lines = [f"spatial kernel {k.name} on {k.width}x{k.height} tiles"]
+    if k.bindings:
+        lines.append("  bindings: " + ", ".join(f"{n}={v}" for n, v in k.bindings.items()))
+    for b in k.buffers:
+        where = f" @{b.addr}" if b.addr >= 0 else ""
+        init = f" = {b.value!r}" if b.kind == "const" else ""
+        lines.append(f"  {b.kind:<6} {b.name}: f32[{', '.join(map(str, b.shape))}]{where}{init}")
+    for t in k.io:
+        lines.append(f"  io {t.role} {t.name}: f32[{', '.join(map(str, t.shape))}] "
+                     f"split ({', '.join(t.axes)}) -> block {t.buffer.name}")
+    _format_ops(k.body, lines, 1)
+    return "\n".join(lines)
+
+
+def _format_ops(ops, lines, depth):
+    pad = "  " * depth
+    for op in ops:
+        if isinstance(op, Loop):
+            lines.append(f"{pad}for {op.var} in {op.lo} .. {op.hi}:")
+            _format_ops(op.body, lines, depth + 1)
+        elif isinstance(op, IfTile):
+            lines.append(f"{pad}if {format_iexpr(op.cond)}:")
+            _format_ops(op.then, lines, depth + 1)
+            if op.orelse:
+                lines.append(f"{pad}else:")
+                _format_ops(op.orelse, lines, depth + 1)
+        elif isinstance(op, Fill):
+            lines.append(f"{pad}{format_view(op.dst)} = fill {op.value!r}")
+        elif isinstance(op, Copy):
+            lines.append(f"{pad}{format_view(op.dst)} = copy {format_view(op.src)}")
+        elif isinstance(op, Elementwise):
+            lines.append(f"{pad}{format_view(op.dst)} = {op.op} {format_view(op.a)}, {format_view(op.b)}")
+        elif isinstance(op, Scale):
+            lines.append(f"{pad}{format_view(op.dst)} = scale {format_view(op.src)}, {op.factor!r}")
+        elif isinstance(op, Fmac):
+            lines.append(f"{pad}{format_view(op.dst)} += {format_view(op.a)} * {format_view(op.b)}")
+        elif isinstance(op, MatMac):
+            lines.append(f"{pad}{format_view(op.c)} += {format_view(op.a)} @ {format_view(op.b)}")
+        elif isinstance(op, Broadcast):
+            lines.append(f"{pad}{format_view(op.dst)} = broadcast_{op.axis} {format_view(op.src)} "
+                         f"from {format_iexpr(op.root)}")
+        elif isinstance(op, Shift):
+            verb = "rotate" if op.wrap else "shift"
+            lines.append(f"{pad}{format_view(op.dst)} = {verb} {format_view(op.src)} {op.direction}")
+        elif isinstance(op, Reduce):
+            lines.append(f"{pad}{format_view(op.dst)} = reduce_{op.axis} {op.op} {format_view(op.src)}")
+        elif isinstance(op, Send):
+            lines.append(f"{pad}send {op.stream} {format_view(op.src)}")
+        elif isinstance(op, Recv):
+            lines.append(f"{pad}recv {op.stream} {format_view(op.dst)}")
+        else:
+            lines.append(f"{pad}{op}")

@@ -1,0 +1,69 @@
+"""The machine model: every figure of the emulated fabric in one object."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """Parameters of a W x H tile fabric (defaults follow DESIGN.md).
+
+    Tiles are addressed (x, y): x grows east, y grows south. Tile index is
+    y * width + x everywhere in the emulator.
+    """
+
+    width: int = 4
+    height: int = 4
+    sram_bytes: int = 48 * 1024       # per tile; code and data both live here
+    word_bytes: int = 4               # one f32 / i32 per word and per wavelet
+    colors: int = 24                  # virtual channels per router
+    queue_depth: int = 8              # wavelets buffered per (tile, color) at the ramp
+    link_latency: int = 1             # cycles per hop
+    link_bandwidth: int = 1           # wavelets per cycle per link direction
+    registers: int = 16               # integer registers per tile core
+    instruction_bytes: int = 16       # SRAM taken by one instruction
+    descriptor_bytes: int = 24        # SRAM taken by one descriptor
+    # Timing model (see emulator/timing.py).
+    issue_cycles: int = 1             # fixed cost of any instruction
+    vector_lanes: int = 1             # f32 elements per cycle for vector ops
+    fmac_lanes: int = 1               # f32 multiply-adds per cycle
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"machine parameter {f.name} must be a positive integer, got {value!r}")
+        if self.sram_bytes % self.word_bytes:
+            raise ValueError("sram_bytes must be a multiple of word_bytes")
+
+    @property
+    def tiles(self) -> int:
+        return self.width * self.height
+
+    @property
+    def sram_words(self) -> int:
+        return self.sram_bytes // self.word_bytes
+
+    def with_grid(self, width: int, height: int) -> "MachineConfig":
+        return replace(self, width=width, height=height)
+
+    def timing_vector(self) -> np.ndarray:
+        """The timing parameters, packed for the numba core (see timing.py)."""
+        return np.array([self.issue_cycles, self.vector_lanes, self.fmac_lanes,
+                         self.link_latency, self.link_bandwidth], dtype=np.int64)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """'16x8' -> (16, 8). Raises ValueError with a user-facing message."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"grid must look like WxH (for example 4x4), got {text!r}")
+    w, h = int(parts[0]), int(parts[1])
+    if w < 1 or h < 1:
+        raise ValueError(f"grid sizes must be at least 1, got {text!r}")
+    return w, h

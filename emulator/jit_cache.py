@@ -1,0 +1,37 @@
+"""Keeps numba's on-disk cache honest across edits of the numba core.
+
+numba invalidates a cached function only when its own source file changes,
+not when a function it calls (and inlined) changes in another file. The
+core's modules call each other, so after an edit to one of them the others
+could load stale machine code. At import we hash the sources of every module
+of the core and, when the hash differs from the one recorded beside the
+cache, drop the cache files so everything recompiles once.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+CORE_MODULES = ("isa.py", "timing.py", "state.py", "simd_matmac.py", "vector_ops.py", "core.py", "fabric.py")
+
+
+def refresh_stale_cache() -> None:
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in CORE_MODULES:
+        digest.update((here / name).read_bytes())
+    stamp = here / "__pycache__" / "numba-core.sha256"
+    want = digest.hexdigest()
+    try:
+        if stamp.read_text() == want:
+            return
+    except OSError:
+        pass
+    cache_dir = here / "__pycache__"
+    try:
+        cache_dir.mkdir(exist_ok=True)
+        for f in list(cache_dir.glob("*.nbi")) + list(cache_dir.glob("*.nbc")):
+            f.unlink(missing_ok=True)
+        stamp.write_text(want)
+    except OSError:
+        pass  # read-only install: numba falls back to compiling in memory

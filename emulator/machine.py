@@ -1,0 +1,255 @@
+"""Runs a Program on the emulated fabric: host I/O, the phase loop, stats.
+
+One run alternates two phases until every tile has halted:
+  compute phase (core.py, parallel over tiles): each runnable tile executes
+      until it blocks on a transfer, halts or faults;
+  fabric phase (fabric.py): blocked senders are matched with receivers and
+      queues, then the chosen copies run in parallel.
+A round in which no instruction retires and no wavelet moves, with tiles
+still blocked, is a deadlock: it is reported with what each tile waits on.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import fabric
+from .core import compute_phase
+from .isa import SEND, format_instruction
+from .program import Program, TensorIO
+from .state import FAULT_NAMES, ST_FAULT, ST_HALT, ST_RECV, ST_SEND, FabricState
+
+
+class EmulatorError(Exception):
+    """A run that cannot finish: deadlock, fault, color conflict, bad host data."""
+
+
+class DeadlockError(EmulatorError):
+    pass
+
+
+@dataclass
+class RunStats:
+    tiles: int
+    cycles: int                 # time at which the last tile halted (timing model)
+    instructions: int           # retired over all tiles
+    wavelets: int               # injected into the fabric
+    wavelet_hops: int           # link traversals (one wavelet over one link)
+    sram_peak_bytes: int        # SRAM the plan uses on the fullest tile
+    sram_bytes_per_tile: int    # capacity
+    colors_used: int
+    utilization: float          # vector/mmac busy cycles / (cycles * tiles)
+    rounds: int                 # compute/fabric phase pairs the emulator ran
+    undelivered_wavelets: int   # still queued when every tile halted
+    wall_seconds: float
+    per_tile_cycles: list = field(default_factory=list, repr=False)
+    per_tile_busy: list = field(default_factory=list, repr=False)
+    link_wavelets: list = field(default_factory=list, repr=False)  # [tile][N,E,S,W]
+
+    def to_dict(self, per_tile: bool = False) -> dict:
+        d = asdict(self)
+        if not per_tile:
+            for k in ("per_tile_cycles", "per_tile_busy", "link_wavelets"):
+                d.pop(k)
+        return d
+
+
+class Emulator:
+    def __init__(self, program: Program, max_instructions_per_tile: int = 1 << 40):
+        program.verify()
+        self.program = program
+        self.state = FabricState(program)
+        self.max_instructions = max_instructions_per_tile
+        self._tasks = np.zeros((max(4 * program.config.tiles, 64), 9), dtype=np.int64)
+
+    # ------------------------------------------------------------- host I/O
+    def load_inputs(self, inputs: dict) -> None:
+        for io in self.program.io:
+            if io.role != "input":
+                continue
+            if io.name not in inputs:
+                raise EmulatorError(f"missing input '{io.name}'")
+            self._scatter(io, inputs[io.name])
+
+    def _scatter(self, io: TensorIO, value) -> None:
+        arr = np.asarray(value)
+        if arr.shape != tuple(io.shape):
+            raise EmulatorError(f"input '{io.name}' has shape {arr.shape}, expected {tuple(io.shape)}")
+        blocks = self._tile_blocks(io, arr.astype(np.float32, copy=False))
+        words = int(np.prod(io.block, dtype=np.int64))
+        self.state.mem[:, io.addr:io.addr + words] = blocks.reshape(self.program.config.tiles, words)
+
+    def _tile_blocks(self, io: TensorIO, arr: np.ndarray) -> np.ndarray:
+        """Global tensor -> [H, W, *block]: each tile's block, replicas included."""
+        cfg = self.program.config
+        counts = [s // b for s, b in zip(io.shape, io.block)]
+        # [d0, d1, ...] -> [n0, b0, n1, b1, ...] -> [n0, n1, ..., b0, b1, ...]
+        split = arr.reshape([v for pair in zip(counts, io.block) for v in pair])
+        rank = len(io.shape)
+        split = split.transpose(list(range(0, 2 * rank, 2)) + list(range(1, 2 * rank, 2)))
+        ys, xs = np.meshgrid(np.arange(cfg.height), np.arange(cfg.width), indexing="ij")
+        index = tuple(xs if a == "x" else ys if a == "y" else np.zeros_like(xs) for a in io.axes)
+        return split[index] if rank else np.broadcast_to(arr, (cfg.height, cfg.width))
+
+    def read_outputs(self) -> dict:
+        return {io.name: self.read_tensor(io) for io in self.program.io if io.role == "output"}
+
+    def read_tensor(self, io: TensorIO) -> np.ndarray:
+        """Assemble a distributed tensor from the canonical replica of each block
+        (for an axis no dimension is split over, the tiles at coordinate 0)."""
+        cfg = self.program.config
+        words = int(np.prod(io.block, dtype=np.int64))
+        per_tile = self.state.mem[:, io.addr:io.addr + words].reshape(cfg.height, cfg.width, *io.block)
+        rank = len(io.shape)
+        counts = [s // b for s, b in zip(io.shape, io.block)]
+        grids = np.meshgrid(*[np.arange(n) for n in counts], indexing="ij")
+        tx = np.zeros(counts, dtype=np.int64)
+        ty = np.zeros(counts, dtype=np.int64)
+        for i, a in enumerate(io.axes):
+            if a == "x":
+                tx = grids[i]
+            elif a == "y":
+                ty = grids[i]
+        blocks = per_tile[ty, tx]                       # [n0, n1, ..., b0, b1, ...]
+        order = [v for i in range(rank) for v in (i, rank + i)]
+        return np.ascontiguousarray(blocks.transpose(order)).reshape(io.shape)
+
+    def replica_mismatch(self, io: TensorIO):
+        """First tile whose copy of a replicated block differs from the canonical one."""
+        cfg = self.program.config
+        words = int(np.prod(io.block, dtype=np.int64))
+        actual = self.state.mem[:, io.addr:io.addr + words].reshape(cfg.height, cfg.width, words)
+        expected = self._tile_blocks(io, self.read_tensor(io)).reshape(cfg.height, cfg.width, words)
+        diff = np.nonzero(np.any(actual.view(np.uint32) != expected.view(np.uint32), axis=2))
+        if len(diff[0]) == 0:
+            return None
+        return int(diff[1][0]), int(diff[0][0])
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> RunStats:
+        p, s = self.program, self.state
+        cfg = p.config
+        timing = cfg.timing_vector()
+        err = np.zeros(3, dtype=np.int64)
+        rounds = 0
+        t0 = time.perf_counter()
+        while True:
+            rounds += 1
+            retired = compute_phase(p.code, p.descs, p.fimm, s.mem, s.regs, s.pc, s.status, s.fault,
+                                    s.xfer, s.fifo, s.fifo_head, s.fifo_count, s.fifo_ready, s.clock,
+                                    s.busy, s.icount, timing, self.max_instructions)
+            if np.any(s.status == ST_FAULT):
+                self._raise_fault()
+            moved = 0
+            while True:
+                m, n_tasks, full = fabric.fabric_phase(
+                    p.code, p.descs, s.regs, s.pc, s.status, s.xfer, s.fifo_head, s.fifo_count,
+                    s.fifo_ready, s.owner, s.routes, cfg.width, cfg.height, cfg.queue_depth, s.clock,
+                    s.icount, s.sent, s.link_wavelets, s.link_free, timing, self._tasks, err)
+                fabric.run_copy_tasks(self._tasks, n_tasks, p.descs, s.mem, s.fifo)
+                moved += m
+                if err[0]:
+                    self._raise_fabric_error(err)
+                if not full:
+                    break
+            if np.all(s.status == ST_HALT):
+                break
+            if retired == 0 and moved == 0:
+                raise DeadlockError(self._deadlock_report())
+        wall = time.perf_counter() - t0
+        return self._stats(rounds, wall)
+
+    def _stats(self, rounds: int, wall: float) -> RunStats:
+        p, s, cfg = self.program, self.state, self.program.config
+        cycles = int(s.clock.max(initial=0))
+        busy = int(s.busy.sum())
+        return RunStats(
+            tiles=cfg.tiles, cycles=cycles, instructions=int(s.icount.sum()),
+            wavelets=int(s.sent.sum()), wavelet_hops=int(s.link_wavelets.sum()),
+            sram_peak_bytes=p.sram_bytes_used(), sram_bytes_per_tile=cfg.sram_bytes,
+            colors_used=int(p.routes.shape[1]),
+            utilization=busy / (cycles * cfg.tiles) if cycles else 0.0,
+            rounds=rounds, undelivered_wavelets=int(s.fifo_count.sum()), wall_seconds=wall,
+            per_tile_cycles=s.clock.tolist(), per_tile_busy=s.busy.tolist(),
+            link_wavelets=s.link_wavelets.tolist())
+
+    # ------------------------------------------------------------- reports
+    def _where(self, t: int) -> str:
+        w = self.program.config.width
+        return f"({t % w},{t // w})"
+
+    def _instr_text(self, t: int) -> str:
+        p = self.program
+        pc = int(self.state.pc[t])
+        if 0 <= pc < len(p.code):
+            return f"pc {pc}: {format_instruction(p.code[pc], p.descs, p.fimm)}"
+        return f"pc {pc}"
+
+    def _raise_fault(self):
+        s = self.state
+        tiles = np.nonzero(s.status == ST_FAULT)[0]
+        t = int(tiles[0])
+        more = f" (and {len(tiles) - 1} more tiles)" if len(tiles) > 1 else ""
+        raise EmulatorError(f"tile {self._where(t)} faulted: {FAULT_NAMES.get(int(s.fault[t]), 'fault')} "
+                            f"at {self._instr_text(t)}{more}")
+
+    def _raise_fabric_error(self, err):
+        code, t, color = (int(v) for v in err)
+        name = self._color_name(color)
+        if code == fabric.ERR_CONFLICT:
+            raise EmulatorError(f"color conflict on color {color}{name}: tile {self._where(t)} sends while "
+                                "another sender's message to the same receiver is still in flight")
+        if code == fabric.ERR_ROUTE_LOOP:
+            raise EmulatorError(f"routes of color {color}{name} loop (send from tile {self._where(t)})")
+        raise EmulatorError(f"send from tile {self._where(t)} on color {color}{name} reaches no receiver "
+                            f"({self._instr_text(t)})")
+
+    def _color_name(self, color: int) -> str:
+        names = self.program.color_names
+        return f" ({names[color]})" if color < len(names) else ""
+
+    def _deadlock_report(self) -> str:
+        p, s = self.program, self.state
+        blocked = np.nonzero((s.status == ST_SEND) | (s.status == ST_RECV))[0]
+        lines = [f"deadlock: {len(blocked)} tiles are blocked and no wavelet can move"]
+        for t in blocked[:12]:
+            t = int(t)
+            row = p.code[s.pc[t]]
+            color, d = int(row[1]), int(row[2])
+            total = int(np.prod(p.descs[d, 2:10:2], dtype=np.int64))
+            left = total - int(s.xfer[t])
+            if row[0] == SEND:
+                what = f"waits to send {left} more wavelets on color {color}{self._color_name(color)}"
+                what += f" (queues ahead hold {self._queue_summary(t, color)})"
+            else:
+                what = (f"waits to receive {left} more wavelets on color {color}{self._color_name(color)}"
+                        f" ({int(s.fifo_count[t, color])} queued)")
+            lines.append(f"  tile {self._where(t)} {what}; {self._instr_text(t)}")
+        if len(blocked) > 12:
+            lines.append(f"  ... and {len(blocked) - 12} more blocked tiles")
+        halted = int(np.sum(s.status == ST_HALT))
+        if halted:
+            lines.append(f"  {halted} tiles have halted")
+        return "\n".join(lines)
+
+    def _queue_summary(self, t: int, color: int) -> str:
+        cfg, s = self.program.config, self.state
+        n = cfg.tiles
+        dest = np.empty(n, dtype=np.int64)
+        hops = np.empty(n, dtype=np.int64)
+        lt, ld, lh = (np.empty(4 * n, dtype=np.int64) for _ in range(3))
+        nd, _ = fabric.trace_route(s.routes, cfg.width, cfg.height, t, color, dest, hops, lt, ld, lh)
+        parts = [f"{self._where(int(e))}: {int(s.fifo_count[e, color])}/{cfg.queue_depth}" for e in dest[:max(nd, 0)][:4]]
+        return ", ".join(parts) + (" ..." if nd > 4 else "")
+
+
+def run_program(program: Program, inputs: dict) -> tuple[dict, RunStats]:
+    emu = Emulator(program)
+    emu.load_inputs(inputs)
+    stats = emu.run()
+    return emu.read_outputs(), stats
+
+
+__all__ = ["Emulator", "EmulatorError", "DeadlockError", "RunStats", "run_program"]
