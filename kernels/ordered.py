@@ -1,0 +1,37 @@
+"""Ordered float32 building blocks for the bit-exact references.
+
+No @, np.dot, np.matmul, np.einsum or np.sum: those leave the summation order
+to BLAS or to pairwise summation. Every loop here fixes the order, and
+vectorizes over all the other axes.
+"""
+import numpy as np
+
+
+def f32(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+def matmac_ordered(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """c + a @ b with each element adding k = 0, 1, ... in order, unfused."""
+    c = f32(c).copy()
+    a, b = f32(a), f32(b)
+    for k in range(a.shape[1]):
+        c = c + a[:, k, None] * b[None, k, :]
+    return c
+
+
+def matvec_ordered(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """a @ x from zero, adding columns in ascending order."""
+    a, x = f32(a), f32(x)
+    y = np.zeros(a.shape[0], dtype=np.float32)
+    for j in range(a.shape[1]):
+        y = y + a[:, j] * x[j]
+    return y
+
+
+def chain_reduce(parts: list, op: str = "add") -> np.ndarray:
+    """parts[0] op parts[1] op ... left to right, like the fabric's chain reduce."""
+    acc = f32(parts[0])
+    for p in parts[1:]:
+        acc = acc + f32(p) if op == "add" else np.maximum(acc, f32(p))
+    return acc

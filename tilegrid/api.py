@@ -1,0 +1,105 @@
+"""The Python API: what `tilegrid run` and `tilegrid compile` do, as functions.
+
+    import numpy as np, tilegrid
+    A = np.random.rand(64, 32).astype(np.float32)
+    B = np.random.rand(32, 48).astype(np.float32)
+    result = tilegrid.run_kernel("matmul", {"A": A, "B": B}, grid=(4, 4), check=True)
+    result.outputs["C"], result.stats.cycles, result.check.ok
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+import kernels
+from compiler.driver import CompiledKernel, compile_source
+from emulator.config import MachineConfig
+from emulator.machine import Emulator, RunStats
+from emulator.program import Program
+
+from .checking import CheckReport, check_outputs
+from .errors import UserError
+
+
+@dataclass
+class RunResult:
+    outputs: dict
+    stats: RunStats
+    program: Program
+    check: CheckReport | None = None
+
+
+def machine(grid=(4, 4), config: MachineConfig | None = None) -> MachineConfig:
+    base = config or MachineConfig()
+    try:
+        return replace(base, width=int(grid[0]), height=int(grid[1]))
+    except (ValueError, TypeError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def read_source(kernel: str) -> tuple[str, str]:
+    path = kernels.source_path(kernel)
+    try:
+        return path.read_text(), str(path)
+    except FileNotFoundError:
+        names = ", ".join(kernels.BUNDLED)
+        raise UserError(f"no kernel '{kernel}': not a file, nor a bundled kernel ({names})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read kernel '{kernel}': {exc}") from None
+
+
+def compile_kernel(kernel: str, grid=(4, 4), shapes: dict | None = None, params: dict | None = None,
+                   config: MachineConfig | None = None) -> CompiledKernel:
+    """Compile a bundled kernel name or .tg path. shapes: {input name: shape}."""
+    source, path = read_source(kernel)
+    return compile_source(source, path, machine(grid, config), shapes or {}, params or {})
+
+
+def validate_inputs(inputs: dict) -> dict:
+    checked = {}
+    for name, value in inputs.items():
+        arr = np.asarray(value)
+        if arr.dtype != np.float32:
+            raise UserError(f"input '{name}' has dtype {arr.dtype}; kernels take float32 "
+                            "(convert with .astype(np.float32))")
+        checked[name] = arr
+    return checked
+
+
+def run_kernel(kernel: str, inputs: dict, grid=(4, 4), params: dict | None = None,
+               config: MachineConfig | None = None, check: bool = False) -> RunResult:
+    """Compile for the inputs' shapes, run on the emulator, optionally check."""
+    inputs = validate_inputs(inputs)
+    compiled = compile_kernel(kernel, grid, {k: v.shape for k, v in inputs.items()}, params, config)
+    return run_program_checked(compiled.program, inputs, params or {}, check)
+
+
+def run_program_checked(program: Program, inputs: dict, params: dict, check: bool) -> RunResult:
+    missing = [io.name for io in program.io if io.role == "input" and io.name not in inputs]
+    if missing:
+        raise UserError(f"missing input '{missing[0]}' (kernel {program.meta.get('kernel')} takes "
+                        f"{', '.join(io.name for io in program.io if io.role == 'input')})")
+    emu = Emulator(program)
+    emu.load_inputs(inputs)
+    stats = emu.run()
+    outputs = emu.read_outputs()
+    report = None
+    if check:
+        report = check_against_reference(program, inputs, outputs, params, emu)
+    return RunResult(outputs, stats, program, report)
+
+
+def check_against_reference(program: Program, inputs: dict, outputs: dict, params: dict,
+                            emu: Emulator | None = None) -> CheckReport:
+    name = program.meta.get("kernel", "")
+    spec = kernels.spec_for(name)
+    if spec is None:
+        raise UserError(f"--check needs a reference, and kernel '{name}' has none "
+                        f"(bundled: {', '.join(kernels.BUNDLED)})")
+    grid = (program.config.width, program.config.height)
+    bound_params = {**program.meta.get("bindings", {}), **params}
+    expected = spec.reference(inputs, bound_params, grid)
+    truth, bounds = spec.ground_truth(inputs, bound_params)
+    return check_outputs(program, outputs, expected, truth, bounds,
+                         emu.replica_mismatch if emu is not None else None)

@@ -1,0 +1,217 @@
+"""The `tilegrid` command: run, compile, demo, kernels.
+
+Exit status: 0 success, 1 a --check found a difference, 2 a user error
+(bad arguments or files, compile error, SRAM overflow, deadlock, ...).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+import kernels
+from emulator.config import MachineConfig, parse_grid
+from emulator.program import Program
+
+from .api import (check_against_reference, compile_kernel, machine, run_program_checked,
+                  validate_inputs)
+from .errors import USER_ERRORS, UserError
+
+EMIT_CHOICES = ("ir", "lowered", "asm", "routes", "plan")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        self.exit(2, f"tilegrid: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tilegrid", description="Compile and run dataflow kernels on an emulated tile grid.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def machine_args(sp, grid_default="4x4"):
+        sp.add_argument("--grid", default=grid_default, help=f"tiles WxH (default {grid_default})")
+        sp.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a kernel parameter or size, e.g. --param M=64")
+        sp.add_argument("--sram-bytes", type=int, default=MachineConfig.sram_bytes, help="SRAM per tile")
+        sp.add_argument("--colors", type=int, default=MachineConfig.colors, help="colors per router")
+        sp.add_argument("--queue-depth", type=int, default=MachineConfig.queue_depth,
+                        help="wavelets buffered per color at a tile's ramp")
+
+    run = sub.add_parser("run", help="compile a kernel for its inputs and run it")
+    run.add_argument("kernel", help="a bundled kernel name, a .tg file, or a saved .tgp program")
+    run.add_argument("--inputs", required=True, help=".npz file with one array per kernel input")
+    run.add_argument("--output", help=".npz file to write the outputs to")
+    run.add_argument("--check", action="store_true",
+                     help="compare with the ordered reference (raw bits) and a float64 ground truth")
+    run.add_argument("--stats", help="write run statistics as JSON")
+    machine_args(run)
+
+    comp = sub.add_parser("compile", help="compile a kernel and print the lowered program")
+    comp.add_argument("kernel")
+    comp.add_argument("--emit", choices=EMIT_CHOICES, default="asm",
+                      help="ir: spatial IR; lowered: after lowering; asm: instructions; routes; plan: SRAM")
+    comp.add_argument("--inputs", help=".npz file to take input shapes from (instead of --param sizes)")
+    comp.add_argument("-o", "--save", help="also save the program (.tgp) for `tilegrid run`")
+    machine_args(comp)
+
+    demo = sub.add_parser("demo", help="run the bundled matmul on random inputs and check it")
+    demo.add_argument("--size", type=int, default=256, help="M = K = N (default 256)")
+    machine_args(demo, grid_default="8x8")
+
+    sub.add_parser("kernels", help="list the bundled kernels")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "compile": cmd_compile, "demo": cmd_demo, "kernels": cmd_kernels}[args.command](args)
+    except USER_ERRORS as err:
+        print(_one_message(err), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _one_message(err) -> str:
+    text = str(err)
+    return text if text.startswith(("tilegrid:", "/")) or ": error:" in text.split("\n")[0] \
+        else f"tilegrid: error: {text}"
+
+
+def _config(args) -> MachineConfig:
+    try:
+        grid = parse_grid(args.grid)
+        return machine(grid, MachineConfig(sram_bytes=args.sram_bytes, colors=args.colors,
+                                           queue_depth=args.queue_depth))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def parse_params(items: list[str]) -> dict:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise UserError(f"--param takes NAME=VALUE, got {item!r}")
+        try:
+            params[name] = int(value)
+        except ValueError:
+            try:
+                params[name] = float(value)
+            except ValueError:
+                raise UserError(f"--param {name}: {value!r} is not a number") from None
+    return params
+
+
+def load_npz(path: str) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise UserError(f"'{path}' holds one array; save inputs with np.savez('{path}', A=..., B=...)")
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise UserError(f"inputs file '{path}' does not exist") from None
+    except AttributeError:  # np.load returned a bare array (a .npy file)
+        raise UserError(f"'{path}' holds one array; save inputs with np.savez('{path}', A=..., B=...)") from None
+    except UserError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"'{path}' is not a readable .npz file ({exc})") from None
+
+
+def cmd_run(args) -> int:
+    params = parse_params(args.param)
+    inputs = validate_inputs(load_npz(args.inputs))
+    if args.kernel.endswith(".tgp"):
+        program = Program.load(args.kernel)
+        _check_saved_inputs(program, inputs)
+    else:
+        cfg = _config(args)
+        compiled = compile_kernel(args.kernel, (cfg.width, cfg.height), {k: v.shape for k, v in inputs.items()},
+                                  params, cfg)
+        program = compiled.program
+    result = run_program_checked(program, inputs, params, check=args.check)
+    if args.output:
+        try:
+            np.savez(args.output, **result.outputs)
+        except OSError as exc:
+            raise UserError(f"cannot write '{args.output}': {exc}") from None
+    if args.stats:
+        try:
+            Path(args.stats).write_text(json.dumps(result.stats.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot write '{args.stats}': {exc}") from None
+    print(summary_line(program, result.stats))
+    if result.check is not None:
+        print(result.check.summary())
+        return 0 if result.check.ok else 1
+    return 0
+
+
+def _check_saved_inputs(program: Program, inputs: dict):
+    for io in program.io:
+        if io.role == "input" and io.name in inputs and tuple(inputs[io.name].shape) != tuple(io.shape):
+            raise UserError(f"input '{io.name}' has shape {tuple(inputs[io.name].shape)}, the saved program "
+                            f"was compiled for {tuple(io.shape)}")
+
+
+def cmd_compile(args) -> int:
+    cfg = _config(args)
+    shapes = {k: v.shape for k, v in load_npz(args.inputs).items()} if args.inputs else {}
+    compiled = compile_kernel(args.kernel, (cfg.width, cfg.height), shapes, parse_params(args.param), cfg)
+    prog = compiled.program
+    text = {"ir": compiled.ir, "lowered": compiled.lowered, "asm": prog.format_asm(),
+            "routes": prog.format_routes(), "plan": prog.format_plan()}[args.emit]
+    print(text)
+    if args.save:
+        try:
+            prog.save(args.save)
+        except OSError as exc:
+            raise UserError(f"cannot write '{args.save}': {exc}") from None
+    return 0
+
+
+def cmd_demo(args) -> int:
+    cfg = _config(args)
+    n = args.size
+    rng = np.random.default_rng(0)
+    inputs = kernels.BUNDLED["matmul"].make_inputs(rng, {"M": n, "K": n, "N": n})
+    print(f"tilegrid demo: C = A @ B with SUMMA, {n}x{n}x{n} f32 on a {cfg.width}x{cfg.height} grid")
+    t0 = time.perf_counter()
+    compiled = compile_kernel("matmul", (cfg.width, cfg.height), {k: v.shape for k, v in inputs.items()},
+                              {}, cfg)
+    t1 = time.perf_counter()
+    result = run_program_checked(compiled.program, inputs, {}, check=False)
+    t2 = time.perf_counter()
+    report = check_against_reference(compiled.program, inputs, result.outputs, {})
+    print(summary_line(compiled.program, result.stats))
+    print(report.summary())
+    print(f"compile {t1 - t0:.2f} s, emulate {t2 - t1:.2f} s (first run includes loading the JIT cache)")
+    return 0 if report.ok else 1
+
+
+def cmd_kernels(args) -> int:
+    for name, spec in kernels.BUNDLED.items():
+        doc = spec.path.read_text().splitlines()[0].lstrip("# ")
+        print(f"{name:<10} {doc}  [{spec.path}]")
+    return 0
+
+
+def summary_line(program: Program, stats) -> str:
+    cfg = program.config
+    kib = stats.sram_peak_bytes / 1024
+    return (f"{program.meta.get('kernel', 'program')} on {cfg.width}x{cfg.height} tiles: {stats.cycles} cycles, "
+            f"{stats.instructions} instructions, {stats.wavelets} wavelets ({stats.wavelet_hops} hops), "
+            f"SRAM {kib:.1f} of {cfg.sram_bytes / 1024:.0f} KiB per tile, utilization {stats.utilization:.0%}, "
+            f"colors {stats.colors_used}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""Errors a user can cause, as opposed to bugs: each prints as one clear message."""
+from compiler.diagnostics import CompileError
+from emulator.machine import EmulatorError
+from emulator.program import ProgramError
+
+
+class UserError(Exception):
+    """Bad arguments or input files."""
+
+
+USER_ERRORS = (UserError, CompileError, EmulatorError, ProgramError)
