@@ -53,6 +53,7 @@ def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fif
         c = code[p, 3]
         if op == HALT:
             status[t] = ST_HALT
+            done_here += 1
             break
         if op < VFILL:  # scalar: integer registers and control flow
             done_here += 1

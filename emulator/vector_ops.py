@@ -105,13 +105,11 @@ def _binary_row(m, op, pd, sd, pa, sa, pb, sb, n):
 
 @njit(cache=True)
 def _fmax(a, b):
-    # NaN propagates (like np.maximum); otherwise the larger, +0 over -0.
+    # As numpy.maximum: a NaN operand wins (the first if both), ties give b (so max(+0, -0) = -0).
     if a != a:
         return a
     if b != b:
         return b
-    if a == b:
-        return b if a == 0 and np.signbit(a) else a
     return a if a > b else b
 
 
@@ -121,8 +119,6 @@ def _fmin(a, b):
         return a
     if b != b:
         return b
-    if a == b:
-        return a if a == 0 and np.signbit(a) else b
     return a if a < b else b
 
 
