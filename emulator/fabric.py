@@ -35,16 +35,18 @@ OPP = np.array(OPPOSITE, dtype=np.int64)
 
 
 @njit(cache=True)
-def trace_route(routes, width, height, src, color, dest, dest_hops, link_tile, link_dir, link_hop):
-    """Follow color's routes from src's ramp. Fills the destination and link lists.
+def trace_route(routes, width, height, src, color, scratch):
+    """Follow color's routes from src's ramp.
 
+    scratch is int64 [8, 4 * tiles + 8] (FabricState.route_scratch); rows 0-1
+    receive the destinations and their hop counts, rows 2-4 the links used
+    (tile, direction, hop index); rows 5-7 are the walk's stack.
     Returns (destinations, links), or (-1, 0) when the routes loop.
     """
     n_tiles = width * height
-    stack_t = np.empty(4 * n_tiles + 8, dtype=np.int64)
-    stack_p = np.empty(4 * n_tiles + 8, dtype=np.int64)
-    stack_h = np.empty(4 * n_tiles + 8, dtype=np.int64)
-    top = 0
+    dest, dest_hops = scratch[0], scratch[1]
+    link_tile, link_dir, link_hop = scratch[2], scratch[3], scratch[4]
+    stack_t, stack_p, stack_h = scratch[5], scratch[6], scratch[7]
     stack_t[0] = src
     stack_p[0] = PORT_RAMP
     stack_h[0] = 0
@@ -89,7 +91,7 @@ def trace_route(routes, width, height, src, color, dest, dest_hops, link_tile, l
 @njit(cache=True)
 def fabric_phase(code, descs, regs, pc, status, xfer, fifo_head, fifo_count, fifo_ready, owner,
                  routes, width, height, Q, clock, icount, sent, link_wavelets, link_free, timing,
-                 tasks, err):
+                 scratch, tasks, err):
     """Match blocked senders with receivers and queues.
 
     Returns (wavelets moved, tasks recorded, table full). tasks is an int64
@@ -99,11 +101,8 @@ def fabric_phase(code, descs, regs, pc, status, xfer, fifo_head, fifo_count, fif
     On a fabric error, err receives (code, tile, color) and the phase stops.
     """
     n_tiles = width * height
-    dest = np.empty(n_tiles, dtype=np.int64)
-    dest_hops = np.empty(n_tiles, dtype=np.int64)
-    link_tile = np.empty(4 * n_tiles, dtype=np.int64)
-    link_dir = np.empty(4 * n_tiles, dtype=np.int64)
-    link_hop = np.empty(4 * n_tiles, dtype=np.int64)
+    dest, dest_hops = scratch[0], scratch[1]
+    link_tile, link_dir, link_hop = scratch[2], scratch[3], scratch[4]
     moved = 0
     n_tasks = 0
     for t in range(n_tiles):
@@ -113,7 +112,7 @@ def fabric_phase(code, descs, regs, pc, status, xfer, fifo_head, fifo_count, fif
         d = code[pc[t], 2]
         total = desc_len(descs, d)
         done = xfer[t]
-        nd, nl = trace_route(routes, width, height, t, color, dest, dest_hops, link_tile, link_dir, link_hop)
+        nd, nl = trace_route(routes, width, height, t, color, scratch)
         if nd < 0:
             err[0], err[1], err[2] = ERR_ROUTE_LOOP, t, color
             return moved, n_tasks, False

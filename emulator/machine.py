@@ -147,7 +147,7 @@ class Emulator:
                 m, n_tasks, full = fabric.fabric_phase(
                     p.code, p.descs, s.regs, s.pc, s.status, s.xfer, s.fifo_head, s.fifo_count,
                     s.fifo_ready, s.owner, s.routes, cfg.width, cfg.height, cfg.queue_depth, s.clock,
-                    s.icount, s.sent, s.link_wavelets, s.link_free, timing, self._tasks, err)
+                    s.icount, s.sent, s.link_wavelets, s.link_free, timing, s.route_scratch, self._tasks, err)
                 fabric.run_copy_tasks(self._tasks, n_tasks, p.descs, s.mem, s.fifo)
                 moved += m
                 if err[0]:
@@ -236,12 +236,9 @@ class Emulator:
 
     def _queue_summary(self, t: int, color: int) -> str:
         cfg, s = self.program.config, self.state
-        n = cfg.tiles
-        dest = np.empty(n, dtype=np.int64)
-        hops = np.empty(n, dtype=np.int64)
-        lt, ld, lh = (np.empty(4 * n, dtype=np.int64) for _ in range(3))
-        nd, _ = fabric.trace_route(s.routes, cfg.width, cfg.height, t, color, dest, hops, lt, ld, lh)
-        parts = [f"{self._where(int(e))}: {int(s.fifo_count[e, color])}/{cfg.queue_depth}" for e in dest[:max(nd, 0)][:4]]
+        nd, _ = fabric.trace_route(s.routes, cfg.width, cfg.height, t, color, s.route_scratch)
+        dest = s.route_scratch[0, :max(nd, 0)]
+        parts = [f"{self._where(int(e))}: {int(s.fifo_count[e, color])}/{cfg.queue_depth}" for e in dest[:4]]
         return ", ".join(parts) + (" ..." if nd > 4 else "")
 
 

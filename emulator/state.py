@@ -21,6 +21,8 @@ Per (tile, color): the input queue at the tile's ramp
   fifo_ready int64   [T, C]    time the last queued wavelet arrives
   owner      int32   [T, C]    sender whose message is partly delivered here (-1 none);
                                a second sender meanwhile is a color conflict
+Fabric scratch
+  route_scratch int64 [8, 4T + 8] destinations, links and the walk stack of one route trace
 Per (tile, direction N/E/S/W): the outgoing link
   link_wavelets int64 [T, 4]   wavelets carried (traffic)
   link_free     int64 [T, 4]   time the link is next free (timing model)
@@ -75,6 +77,7 @@ class FabricState:
         self.owner = np.full((T, Cq), -1, dtype=np.int32)
         self.link_wavelets = np.zeros((T, 4), dtype=np.int64)
         self.link_free = np.zeros((T, 4), dtype=np.int64)
+        self.route_scratch = np.empty((8, 4 * T + 8), dtype=np.int64)
         routes = program.routes
         if C == 0:
             routes = np.zeros((T, 1, 5), dtype=np.uint8)

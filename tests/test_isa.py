@@ -86,7 +86,6 @@ def test_fmac_is_not_fused():
 
 @pytest.mark.parametrize("m,k,n", [(16, 16, 16), (5, 7, 3), (17, 9, 33), (1, 4, 1)])
 def test_mmac_fast_and_strided_paths(m, k, n, rng):
-    init = rng.standard_normal(S * 8).astype(np.float32)[:S]
     prog_s = 4096
     A = rng.standard_normal((m, k)).astype(np.float32)
     B = rng.standard_normal((k, n)).astype(np.float32)
@@ -108,7 +107,6 @@ def test_mmac_fast_and_strided_paths(m, k, n, rng):
         for kk in range(k):
             want = want + A[:, kk, None] * B[None, kk, :]
         assert_bits_equal(emu.state.mem[0, 2048:2048 + m * n].reshape(m, n), want)
-    del init
 
 
 def test_mmac_overlapping_operands_follow_sequential_definition():

@@ -52,9 +52,6 @@ def _lower(ops, k, temps):
             out.extend(_reduce(op, k, temps))
         else:
             out.append(op)
-    for new in out:
-        if new.span is None:
-            new.span = getattr(op, "span", None)
     return out
 
 
