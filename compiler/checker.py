@@ -93,9 +93,15 @@ class Checker:
 
     def _bind_sizes(self, input_shapes: dict, params: dict):
         declared = {p.name for p in self.k.params}
+        sizes = {n.id for decl in self.k.params + self.k.outputs if isinstance(decl, ast.TensorDecl)
+                 for dim in decl.type.shape for n in _names(dim)}
         for name, value in params.items():
-            if name in declared or name in BUILTINS:
+            if name in declared:
                 continue
+            if name not in sizes or name in BUILTINS:
+                takes = sorted(sizes - BUILTINS) + [p.name for p in self.k.params if isinstance(p, ast.ScalarParam)]
+                raise CompileError(f"unknown parameter '{name}' for kernel '{self.k.name}' "
+                                   f"(it takes {', '.join(takes) if takes else 'none'})")
             if isinstance(value, float) and not float(value).is_integer():
                 raise CompileError(f"size '{name}' must be an integer, got {value!r}")
             self._define(name, Sym("int", int(value)))
@@ -644,6 +650,8 @@ class Checker:
         raise CompileError(f"operator '{e.op}' does not apply here", e.span)
 
     def _scalar_call(self, e: ast.Call):
+        if e.func not in ("lcm", "gcd", "min", "max") and e.func not in COLLECTIVES:
+            raise CompileError(f"unknown function '{e.func}'", e.span)
         args = [self._value(a) for a in e.args]
         if e.kwargs:
             raise CompileError(f"{e.func}() takes no keyword arguments", e.span)

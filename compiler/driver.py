@@ -45,9 +45,6 @@ def _compile(source, path, config, input_shapes, params, entry) -> CompiledKerne
             raise CompileError(f"kernel '{kernel.name}' has no input named '{name}' "
                                f"(inputs: {', '.join(p.name for p in kernel.params)})")
     spatial = check_kernel(kernel, config.width, config.height, input_shapes, params)
-    unused = set(params) - set(spatial.bindings)
-    if unused:
-        raise CompileError(f"unknown parameter '{sorted(unused)[0]}' for kernel '{kernel.name}'")
     ir_text = format_ir(spatial)
     spatial = lower_collectives(spatial)
     spatial = route_streams(spatial, config.colors)

@@ -175,15 +175,22 @@ def parse(source: str, path: str = "<kernel>") -> ast.Module:
     try:
         tree = _lark().parse(source)
     except UnexpectedInput as exc:
-        raise _syntax_error(exc).attach(path, source) from None
+        raise _syntax_error(exc, source).attach(path, source) from None
     return BuildAst().transform(tree)
 
 
-def _syntax_error(exc: UnexpectedInput) -> CompileError:
+def _end_of(source: str) -> tuple[int, int]:
+    """Line and column just past the last character that is not white space."""
+    lines = source.rstrip().splitlines() or [""]
+    return len(lines), len(lines[-1]) + 1
+
+
+def _syntax_error(exc: UnexpectedInput, source: str) -> CompileError:
     line, col = getattr(exc, "line", 1) or 1, getattr(exc, "column", 1) or 1
     if isinstance(exc, UnexpectedToken):
         tok = exc.token
         if tok.type == "$END":
+            line, col = _end_of(source)
             msg = "unexpected end of file"
         else:
             msg = f"unexpected {str(tok)!r}"
@@ -196,5 +203,6 @@ def _syntax_error(exc: UnexpectedInput) -> CompileError:
     if isinstance(exc, UnexpectedCharacters):
         return CompileError(f"unexpected character {exc.char!r}", Span(line, col, line, col + 1))
     if isinstance(exc, UnexpectedEOF):
+        line, col = _end_of(source)
         return CompileError("unexpected end of file", Span(line, col, line, col + 1))
     return CompileError("syntax error", Span(line, col, line, col + 1))

@@ -130,9 +130,6 @@ def test_syntax_error_in_kernel_header():
     assert caret_column(rest) == col
 
 
-@pytest.mark.xfail(strict=True, reason="compiler/parser.py _syntax_error: for a missing closing '}' lark's "
-                   "$END token carries the position of the last token, so the caret sits under 'A' (3:9) "
-                   "as if 'A' were wrong, instead of at the end of the input")
 def test_unexpected_end_of_file_points_past_the_last_token():
     source = "kernel k(A: f32[M] block(x)) -> C: f32[M] block(x)\n{\n    C = A\n"  # no closing brace
     err = compile_error(source, {"A": (8,)})
@@ -174,10 +171,6 @@ def test_unknown_function_with_number_argument():
     assert msg == "unknown function 'foo'"
 
 
-@pytest.mark.xfail(strict=True, reason="compiler/checker.py Checker._compute -> _value -> _scalar_call "
-                   "evaluates the arguments before checking the function name, so an unknown function "
-                   "applied to a tensor reports \"'A' is a tensor; a number is needed here\" instead of "
-                   "\"unknown function 'foo'\"")
 def test_unknown_function_with_tensor_argument_names_the_function():
     err = compile_error(kernel_src("C = foo(A)"), {"A": (8, 8)})
     _, line, col, msg, _ = parse_diagnostic(str(err))
@@ -486,9 +479,6 @@ def test_inputs_file_is_text(tmp_path, capsys):
     assert err.startswith(f"tilegrid: error: '{text}' is not a readable .npz file")
 
 
-@pytest.mark.xfail(strict=True, reason="tilegrid/cli.py load_npz passes numpy's pickle error through: for a "
-                   "text file the message says it 'contains pickled (object) data' and advises loading it "
-                   "with allow_pickle, which is wrong and unsafe advice for a file that is just not an npz")
 def test_inputs_file_is_text_message_does_not_advise_unpickling(tmp_path, capsys):
     text = tmp_path / "inputs.npz"
     text.write_text("A = 1, 2, 3\n")
@@ -505,11 +495,6 @@ def test_inputs_file_is_corrupt_zip(tmp_path, capsys):
     assert err.startswith(f"tilegrid: error: '{bad}' is not a readable .npz file")
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="tilegrid/cli.py load_npz: `with np.load(path) as data` on a .npy file gets a bare "
-                   "ndarray, which is not a context manager, so a TypeError escapes (traceback, exit 1) "
-                   "before the isinstance(NpzFile) check; the `except AttributeError` branch never fires. "
-                   "Should exit 2 with \"holds one array; save inputs with np.savez(...)\"")
 def test_inputs_file_is_npy(tmp_path, capsys):
     npy = tmp_path / "A.npy"
     np.save(npy, f32(8, 8))
@@ -607,10 +592,6 @@ def test_bad_param(tmp_path, capsys, param, message):
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="compiler/driver.py _compile's `unused = set(params) - "
-                   "set(spatial.bindings)` check is dead: compiler/checker.py Checker._bind_sizes puts every "
-                   "non-declared --param into self.bindings, so a misspelt --param (e.g. Q=3 or m=64) is "
-                   "silently ignored and the run exits 0 instead of exiting 2 with \"unknown parameter 'Q'\"")
 def test_unknown_param_name_is_rejected(tmp_path, capsys):
     inputs = npz(tmp_path, "in.npz", A=f32(8, 8), B=f32(8, 8))
     rc, out, err = cli(capsys, "run", "matmul", "--grid", "2x2", "--inputs", inputs, "--param", "Q=3")

@@ -77,6 +77,9 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 def _one_message(err) -> str:
@@ -112,16 +115,21 @@ def parse_params(items: list[str]) -> dict:
 
 def load_npz(path: str) -> dict:
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise UserError(f"'{path}' holds one array; save inputs with np.savez('{path}', A=..., B=...)")
-            return {k: data[k] for k in data.files}
+        with open(path, "rb") as f:
+            magic = f.read(6)
     except FileNotFoundError:
         raise UserError(f"inputs file '{path}' does not exist") from None
-    except AttributeError:  # np.load returned a bare array (a .npy file)
-        raise UserError(f"'{path}' holds one array; save inputs with np.savez('{path}', A=..., B=...)") from None
-    except UserError:
-        raise
+    except OSError as exc:
+        raise UserError(f"cannot read '{path}': {exc.strerror}") from None
+    if magic == b"\x93NUMPY":
+        raise UserError(f"'{path}' is a .npy file and holds one array; save inputs with "
+                        "np.savez('inputs.npz', A=..., B=...)")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"'{path}' is not a readable .npz file: it is not a zip archive "
+                        "(save inputs with np.savez('inputs.npz', A=..., B=...))")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"'{path}' is not a readable .npz file ({exc})") from None
 
