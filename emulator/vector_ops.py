@@ -250,20 +250,17 @@ def desc_is_dense(descs, d):
 
 
 @njit(cache=True)
-def gather(m, descs, d, base, start, n, out, out_off):
-    """out[out_off : out_off+n] = elements start..start+n-1 of descriptor d."""
-    if desc_is_dense(descs, d):
-        out[out_off:out_off + n] = m[base + start:base + start + n]
-        return
+def desc_addresses(descs, d, base, start, n):
+    """Word addresses of elements start..start+n-1 of descriptor d, in order."""
+    out = np.empty(n, dtype=np.int64)
     e1, e2, e3 = descs[d, 4], descs[d, 6], descs[d, 8]
     s0, s1, s2, s3 = descs[d, 3], descs[d, 5], descs[d, 7], descs[d, 9]
-    i = start
-    c3 = i % e3
-    c2 = (i // e3) % e2
-    c1 = (i // (e3 * e2)) % e1
-    c0 = i // (e3 * e2 * e1)
+    c3 = start % e3
+    c2 = (start // e3) % e2
+    c1 = (start // (e3 * e2)) % e1
+    c0 = start // (e3 * e2 * e1)
     for j in range(n):
-        out[out_off + j] = m[base + c0 * s0 + c1 * s1 + c2 * s2 + c3 * s3]
+        out[j] = base + c0 * s0 + c1 * s1 + c2 * s2 + c3 * s3
         c3 += 1
         if c3 == e3:
             c3 = 0
@@ -274,6 +271,18 @@ def gather(m, descs, d, base, start, n, out, out_off):
                 if c1 == e1:
                     c1 = 0
                     c0 += 1
+    return out
+
+
+@njit(cache=True)
+def gather(m, descs, d, base, start, n, out, out_off):
+    """out[out_off : out_off+n] = elements start..start+n-1 of descriptor d."""
+    if desc_is_dense(descs, d):
+        out[out_off:out_off + n] = m[base + start:base + start + n]
+        return
+    addr = desc_addresses(descs, d, base, start, n)
+    for j in range(n):
+        out[out_off + j] = m[addr[j]]
 
 
 @njit(cache=True)
@@ -282,22 +291,6 @@ def scatter(m, descs, d, base, start, n, src, src_off):
     if desc_is_dense(descs, d):
         m[base + start:base + start + n] = src[src_off:src_off + n]
         return
-    e1, e2, e3 = descs[d, 4], descs[d, 6], descs[d, 8]
-    s0, s1, s2, s3 = descs[d, 3], descs[d, 5], descs[d, 7], descs[d, 9]
-    i = start
-    c3 = i % e3
-    c2 = (i // e3) % e2
-    c1 = (i // (e3 * e2)) % e1
-    c0 = i // (e3 * e2 * e1)
+    addr = desc_addresses(descs, d, base, start, n)
     for j in range(n):
-        m[base + c0 * s0 + c1 * s1 + c2 * s2 + c3 * s3] = src[src_off + j]
-        c3 += 1
-        if c3 == e3:
-            c3 = 0
-            c2 += 1
-            if c2 == e2:
-                c2 = 0
-                c1 += 1
-                if c1 == e1:
-                    c1 = 0
-                    c0 += 1
+        m[addr[j]] = src[src_off + j]
