@@ -15,6 +15,12 @@ from pathlib import Path
 CORE_MODULES = ("isa.py", "timing.py", "state.py", "simd_matmac.py", "vector_ops.py", "core.py", "fabric.py")
 
 
+def cache_is_cold() -> bool:
+    """True when the core has no compiled code on disk yet (the next run compiles it)."""
+    cache_dir = Path(__file__).parent / "__pycache__"
+    return not any(cache_dir.glob("core.compute_phase-*.nbi"))
+
+
 def refresh_stale_cache() -> None:
     here = Path(__file__).parent
     digest = hashlib.sha256()

@@ -16,6 +16,7 @@ import numpy as np
 
 import kernels
 from emulator.config import MachineConfig, parse_grid
+from emulator.jit_cache import cache_is_cold
 from emulator.program import Program
 
 from .api import (check_against_reference, compile_kernel, machine, run_program_checked,
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("run", "demo") and sys.stderr.isatty() and cache_is_cold():
+        print("tilegrid: compiling the emulator core; this happens once and takes about 30 s",
+              file=sys.stderr, flush=True)
     try:
         return {"run": cmd_run, "compile": cmd_compile, "demo": cmd_demo, "kernels": cmd_kernels}[args.command](args)
     except USER_ERRORS as err:
