@@ -12,17 +12,27 @@ import math
 
 import numpy as np
 
+from emulator.transcendentals import exp_f32, tanh_f32
+
 from . import ast
 from .diagnostics import CompileError, Span
 from .spatial_ir import (Broadcast, Buffer, Copy, Elementwise, Fill, Fmac, IBool, ICmp, IConst, ibin,
-                         IfTile, INot, IVar, Loop, MatMac, Reduce, Scale, Shift, SpatialKernel,
-                         TensorPlacement, View)
+                         IfTile, INot, IVar, Loop, Mask, MatMac, Reduce, Scale, Shift, SpatialKernel,
+                         TensorPlacement, Unary, View)
 
 BUILTINS = {"W", "H", "tx", "ty"}
 DIRECTIONS = ("east", "west", "south", "north")
 REDUCE_OPS = ("add", "max")
 COLLECTIVES = {"broadcast_row", "broadcast_col", "shift", "rotate", "reduce_row", "reduce_col"}
-ELEMENTWISE = {"+": "add", "-": "sub", "*": "mul"}
+ELEMENTWISE = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+UNARY_FUNCS = {"exp", "tanh", "sqrt"}
+LOCAL_REDUCTIONS = {"rowsum": ("add", 0.0), "rowmax": ("max", float("-inf"))}
+SCALAR_UNARY = {"exp": exp_f32, "tanh": tanh_f32, "sqrt": np.sqrt}
+TENSOR_FUNCS = UNARY_FUNCS | set(LOCAL_REDUCTIONS) | {"transpose", "max", "min", "causal_mask"}
+# Masked scores get a large finite negative value, not -inf: an online softmax whose first
+# block is fully masked then computes exp(0) for them instead of exp(-inf - -inf) = NaN,
+# and the later rescale by exp(-1e30 - m) = 0 removes them exactly.
+MASK_VALUE = -1e30
 MAX_RANK = 4
 
 
@@ -79,7 +89,10 @@ class Checker:
             if p.name in params:
                 value = params[p.name]
             elif p.default is not None:
-                value = self._const(p.default, "a parameter default")
+                value = self._value(p.default)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise CompileError("a parameter default must be a number known at compile time",
+                                       p.default.span)
             else:
                 raise CompileError(f"parameter '{p.name}' has no default; give it with --param {p.name}=VALUE",
                                    p.span)
@@ -350,21 +363,32 @@ class Checker:
         if isinstance(e, ast.BinOp) and e.op in ELEMENTWISE:
             a, b = self._compute(e.lhs), self._compute(e.rhs)
             return self._binary(ELEMENTWISE[e.op], a, b, e, dst)
-        if isinstance(e, ast.BinOp) and e.op == "/":
-            a, b = self._compute(e.lhs), self._compute(e.rhs)
-            if isinstance(a, float) and isinstance(b, float):
-                return float(np.float32(a) / np.float32(b))
-            if isinstance(b, float):
-                raise CompileError("dividing a tensor by a constant is not exact in f32; multiply by the "
-                                   "reciprocal instead (x * 0.5)", e.span)
-            raise CompileError("tensor division is not supported", e.span)
         if isinstance(e, ast.Call) and e.func in ("max", "min"):
             if len(e.args) != 2 or e.kwargs:
                 raise CompileError(f"{e.func}() takes two arguments", e.span)
             a, b = self._compute(e.args[0]), self._compute(e.args[1])
             return self._binary(e.func, a, b, e, dst)
+        if isinstance(e, ast.Call) and e.func in UNARY_FUNCS | set(LOCAL_REDUCTIONS) | {"transpose"}:
+            if len(e.args) != 1 or e.kwargs:
+                raise CompileError(f"{e.func}() takes one tensor", e.span)
+            v = self._compute(e.args[0])
+            if isinstance(v, float):
+                if e.func in UNARY_FUNCS:  # folded with the machine's own definitions
+                    return float(SCALAR_UNARY[e.func](np.float32(v)))
+                raise CompileError(f"{e.func}() needs a tensor", e.args[0].span)
+            if e.func == "transpose":
+                if len(v.dims) != 2:
+                    raise CompileError(f"transpose() takes a matrix, got shape {_fmt(v.shape)}", e.span)
+                return View(v.buffer, v.offset, tuple(reversed(v.dims)))
+            if e.func in LOCAL_REDUCTIONS:
+                return self._local_reduce(e.func, v, e, dst)
+            out = dst if dst is not None and dst.shape == v.shape else self._temp(v.shape, e.span)
+            self._emit(Unary(e.func, out, v), e.span)
+            return out
         if isinstance(e, ast.Call) and e.func in COLLECTIVES:
             raise CompileError(f"{e.func}(...) must be the whole right-hand side of an assignment", e.span)
+        if isinstance(e, ast.Call) and e.func == "causal_mask":
+            return self._causal_mask(e, dst)
         if isinstance(e, ast.Call):
             v = self._value(e)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -373,6 +397,33 @@ class Checker:
         if isinstance(e, ast.BinOp):
             raise CompileError(f"operator '{e.op}' does not apply to tensors", e.span)
         raise CompileError("expected a tensor expression", e.span)
+
+    def _causal_mask(self, e: ast.Call, dst: View | None) -> View:
+        """causal_mask(s, q0, k0): s[i, j] = -1e30 where key k0 + j comes after query q0 + i."""
+        if len(e.args) != 3 or e.kwargs:
+            raise CompileError("use causal_mask(scores, first_query_row, first_key_row)", e.span)
+        v = self._compute(e.args[0])
+        if isinstance(v, float) or len(v.shape) != 2:
+            raise CompileError("causal_mask() takes a matrix of scores", e.args[0].span)
+        q0, k0 = self._int(e.args[1]), self._int(e.args[2])
+        offset = ibin("-", _to_iexpr(q0), _to_iexpr(k0))
+        out = dst if dst is not None and dst.shape == v.shape else self._temp(v.shape, e.span)
+        if not out.same_as(v):
+            self._emit(Copy(out, v), e.span)
+        self._emit(Mask(out, offset, MASK_VALUE), e.span)
+        return out
+
+    def _local_reduce(self, func: str, v: View, e, dst: View | None) -> View:
+        """Reduce the last axis in ascending order into a size-1 axis (kept, so it broadcasts back)."""
+        op, start = LOCAL_REDUCTIONS[func]
+        shape = v.shape[:-1] + (1,)
+        out = dst if dst is not None and dst.shape == shape and dst.buffer is not v.buffer \
+            else self._temp(shape, e.span)
+        self._emit(Fill(out, start), e.span)
+        # the target repeats (stride 0) along the reduced axis: dst = dst op v[..., j] for j in order
+        acc = View(out.buffer, out.offset, out.dims[:-1] + ((v.shape[-1], 0),))
+        self._emit(Elementwise(op, acc, acc, v), e.span)
+        return out
 
     def _float_const(self, e) -> float:
         v = self._value(e)
@@ -383,8 +434,10 @@ class Checker:
     def _binary(self, op: str, a, b, e, dst: View | None):
         if isinstance(a, float) and isinstance(b, float):
             fa, fb = np.float32(a), np.float32(b)
-            r = {"add": fa + fb, "sub": fa - fb, "mul": fa * fb,
-                 "max": max(fa, fb), "min": min(fa, fb)}[op]
+            if op == "div" and fb == 0:
+                raise CompileError("division by zero", e.span)
+            r = {"add": fa + fb, "sub": fa - fb, "mul": fa * fb, "div": fa / fb,
+                 "max": np.maximum(fa, fb), "min": np.minimum(fa, fb)}[op]
             return float(np.float32(r))
         shape = _broadcast_shapes(a.shape if isinstance(a, View) else (),
                                   b.shape if isinstance(b, View) else (), e)
@@ -590,7 +643,7 @@ class Checker:
             return sym.value
         if isinstance(e, ast.Neg):
             v = self._value(e.operand)
-            if isinstance(v, (int, float)):
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
                 return -v
             return ibin("-", IConst(0), v)
         if isinstance(e, ast.Not):
@@ -631,6 +684,12 @@ class Checker:
             raise CompileError(f"operator '{e.op}' does not apply to conditions", e.span)
         if e.op in ("//", "%", "/") and b == 0:
             raise CompileError("division by zero", e.span)
+        if isinstance(a, float) or isinstance(b, float):  # compile-time floats are f32, like the machine
+            fa, fb = np.float32(a), np.float32(b)
+            ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
+            if e.op not in ops:
+                raise CompileError(f"operator '{e.op}' needs integers", e.span)
+            return float(ops[e.op](fa, fb))
         if e.op == "+":
             return a + b
         if e.op == "-":
@@ -650,7 +709,7 @@ class Checker:
         raise CompileError(f"operator '{e.op}' does not apply here", e.span)
 
     def _scalar_call(self, e: ast.Call):
-        if e.func not in ("lcm", "gcd", "min", "max") and e.func not in COLLECTIVES:
+        if e.func not in ("lcm", "gcd", "min", "max") and e.func not in COLLECTIVES | TENSOR_FUNCS:
             raise CompileError(f"unknown function '{e.func}'", e.span)
         args = [self._value(a) for a in e.args]
         if e.kwargs:
@@ -670,6 +729,10 @@ class Checker:
             raise CompileError(f"{e.func}() takes two arguments", e.span)
         if e.func in COLLECTIVES:
             raise CompileError(f"{e.func}(...) must be the whole right-hand side of an assignment", e.span)
+        if e.func in UNARY_FUNCS and len(args) == 1 and _known(args[0]) and not isinstance(args[0], bool):
+            return float(SCALAR_UNARY[e.func](np.float32(args[0])))
+        if e.func in TENSOR_FUNCS:
+            raise CompileError(f"{e.func}() works on tensors; a number is needed here", e.span)
         raise CompileError(f"unknown function '{e.func}'", e.span)
 
     def _as_iexpr(self, v, e):

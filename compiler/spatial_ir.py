@@ -162,10 +162,24 @@ class Copy(Op):
 
 @dataclass
 class Elementwise(Op):
-    op: str                      # add | sub | mul | max | min
+    op: str                      # add | sub | mul | div | max | min
     dst: View
     a: View
     b: View
+
+
+@dataclass
+class Unary(Op):
+    op: str                      # exp | tanh | sqrt
+    dst: View
+    src: View
+
+
+@dataclass
+class Mask(Op):                  # dst[i, j] = value where j - i > offset, in place
+    dst: View
+    offset: IExpr
+    value: float
 
 
 @dataclass
@@ -309,6 +323,10 @@ def _format_ops(ops, lines, depth):
             lines.append(f"{pad}{format_view(op.dst)} = {op.op} {format_view(op.a)}, {format_view(op.b)}")
         elif isinstance(op, Scale):
             lines.append(f"{pad}{format_view(op.dst)} = scale {format_view(op.src)}, {op.factor!r}")
+        elif isinstance(op, Mask):
+            lines.append(f"{pad}{format_view(op.dst)} = mask where j - i > {format_iexpr(op.offset)}: {op.value!r}")
+        elif isinstance(op, Unary):
+            lines.append(f"{pad}{format_view(op.dst)} = {op.op} {format_view(op.src)}")
         elif isinstance(op, Fmac):
             lines.append(f"{pad}{format_view(op.dst)} += {format_view(op.a)} * {format_view(op.b)}")
         elif isinstance(op, MatMac):

@@ -29,6 +29,7 @@ class MachineConfig:
     issue_cycles: int = 1             # fixed cost of any instruction
     vector_lanes: int = 1             # f32 elements per cycle for vector ops
     fmac_lanes: int = 1               # f32 multiply-adds per cycle
+    special_cycles: int = 4           # cycles per element of div, sqrt, exp, tanh
 
     def __post_init__(self):
         for f in fields(self):
@@ -52,7 +53,7 @@ class MachineConfig:
     def timing_vector(self) -> np.ndarray:
         """The timing parameters, packed for the numba core (see timing.py)."""
         return np.array([self.issue_cycles, self.vector_lanes, self.fmac_lanes,
-                         self.link_latency, self.link_bandwidth], dtype=np.int64)
+                         self.link_latency, self.link_bandwidth, self.special_cycles], dtype=np.int64)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,15 +13,16 @@ from numba import njit, prange
 from . import isa
 from .state import (FAULT_ADDRESS, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC, ST_FAULT, ST_HALT, ST_RECV,
                     ST_RUN, ST_SEND)
-from .timing import T_ISSUE, mmac_cycles, vector_cycles
+from .timing import T_ISSUE, mmac_cycles, special_cycles, vector_cycles
 from .vector_ops import (desc_base, desc_in_bounds, desc_len, matmac, scatter, vec_binary, vec_fill,
-                         vec_fmac, vec_unary)
+                         vec_fmac, vec_mask, vec_unary)
 
 HALT, LI, ADDI, MULI, DIVI, MODI = isa.HALT, isa.LI, isa.ADDI, isa.MULI, isa.DIVI, isa.MODI
 ADD, SUB, MUL, DIV, MOD, MINR, MAXR = isa.ADD, isa.SUB, isa.MUL, isa.DIV, isa.MOD, isa.MINR, isa.MAXR
 JMP, BEQ, BNE, BLT, BGE, LOOP = isa.JMP, isa.BEQ, isa.BNE, isa.BLT, isa.BGE, isa.LOOP
 VFILL, VCOPY, VSCALE, VFMAC, MMAC = isa.VFILL, isa.VCOPY, isa.VSCALE, isa.VFMAC, isa.MMAC
-VADD, VMIN = isa.VADD, isa.VMIN
+VADD, VMIN, VDIV, VSQRT, VEXP, VTANH = isa.VADD, isa.VMIN, isa.VDIV, isa.VSQRT, isa.VEXP, isa.VTANH
+VMASK = isa.VMASK
 SEND, RECV = isa.SEND, isa.RECV
 
 
@@ -146,10 +147,10 @@ def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fif
         ok = desc_in_bounds(descs, a, bd, words)
         ba = 0
         bb = 0
-        if op != VFILL:
+        if op != VFILL and op != VMASK:
             ba = desc_base(descs, b, r)
             ok = ok and desc_in_bounds(descs, b, ba, words)
-        if op != VFILL and op != VCOPY and op != VSCALE:
+        if op != VFILL and op != VCOPY and op != VSCALE and op != VMASK and not (op >= VSQRT and op <= VTANH):
             bb = desc_base(descs, c, r)
             ok = ok and desc_in_bounds(descs, c, bb, words)
         if not ok:
@@ -159,10 +160,18 @@ def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fif
         if op == MMAC:
             cost = mmac_cycles(timing, descs[a, 6], descs[a, 8], descs[b, 8])
             matmac(m, descs, a, b, c, bd, ba, bb)
+        elif op >= VDIV and op <= VTANH:
+            cost = special_cycles(timing, desc_len(descs, a))
+            if op == VDIV:
+                vec_binary(m, op, descs, a, b, c, bd, ba, bb)
+            else:
+                vec_unary(m, descs, a, b, bd, ba, np.float32(0), op)
         else:
             cost = vector_cycles(timing, desc_len(descs, a))
             if op == VFILL:
                 vec_fill(m, descs, a, bd, fimm[b])
+            elif op == VMASK:
+                vec_mask(m, descs, a, bd, fimm[b], r[c])
             elif op == VCOPY:
                 vec_unary(m, descs, a, b, bd, ba, np.float32(0), 0)
             elif op == VSCALE:

@@ -54,11 +54,17 @@ VMIN = 38     # dst, a, b
 VSCALE = 39   # dst, src, imm#       dst = src * fimm[imm#]
 VFMAC = 40    # dst, a, b            dst = dst + a * b, two roundings
 MMAC = 41     # c, a, b              c[M,N] += a[M,K] @ b[K,N], k ascending, unfused
+VDIV = 42     # dst, a, b            dst = a / b (IEEE, correctly rounded)
+VSQRT = 43    # dst, src             dst = sqrt(src) (IEEE, correctly rounded)
+VEXP = 44     # dst, src             dst = exp(src), tilegrid's f32 algorithm (transcendentals.py)
+VTANH = 45    # dst, src             dst = tanh(src), tilegrid's f32 algorithm
+VMASK = 46    # dst, imm#, r         dst[i, j] = fimm[imm#] where j - i > r (the two inner dims)
 # fabric
 SEND = 48     # color, src           inject a descriptor's worth of wavelets
 RECV = 49     # color, dst           take a descriptor's worth of wavelets
 
-VECTOR_BINARY = (VADD, VSUB, VMUL, VMAX, VMIN)
+VECTOR_BINARY = (VADD, VSUB, VMUL, VMAX, VMIN, VDIV)
+VECTOR_SPECIAL = (VDIV, VSQRT, VEXP, VTANH)   # cost special_cycles per element
 
 MNEMONIC = {
     HALT: "halt", LI: "li", ADDI: "addi", MULI: "muli", DIVI: "divi", MODI: "modi",
@@ -66,6 +72,7 @@ MNEMONIC = {
     JMP: "jmp", BEQ: "beq", BNE: "bne", BLT: "blt", BGE: "bge", LOOP: "loop",
     VFILL: "vfill", VCOPY: "vcopy", VADD: "vadd", VSUB: "vsub", VMUL: "vmul",
     VMAX: "vmax", VMIN: "vmin", VSCALE: "vscale", VFMAC: "vfmac", MMAC: "mmac",
+    VDIV: "vdiv", VSQRT: "vsqrt", VEXP: "vexp", VTANH: "vtanh", VMASK: "vmask",
     SEND: "send", RECV: "recv",
 }
 OPCODE = {name: op for op, name in MNEMONIC.items()}
@@ -79,6 +86,7 @@ OPERANDS = {
     JMP: "t", BEQ: "rrt", BNE: "rrt", BLT: "rrt", BGE: "rrt", LOOP: "rit",
     VFILL: "df", VCOPY: "dd", VADD: "ddd", VSUB: "ddd", VMUL: "ddd", VMAX: "ddd",
     VMIN: "ddd", VSCALE: "ddf", VFMAC: "ddd", MMAC: "ddd", SEND: "cd", RECV: "cd",
+    VDIV: "ddd", VSQRT: "dd", VEXP: "dd", VTANH: "dd", VMASK: "dfr",
 }
 # Registers 0 and 1 hold the tile's own coordinates when a program starts.
 REG_TX, REG_TY = 0, 1

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-CORE_MODULES = ("isa.py", "timing.py", "state.py", "simd_matmac.py", "vector_ops.py", "core.py", "fabric.py")
+CORE_MODULES = ("isa.py", "timing.py", "state.py", "simd_matmac.py", "transcendentals.py", "vector_ops.py",
+                "core.py", "fabric.py")
 
 
 def cache_is_cold() -> bool:

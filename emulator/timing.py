@@ -5,7 +5,8 @@ the emulator happens to run tiles) never changes a value; the clocks follow
 the dataflow instead:
 
 * an instruction costs ``issue`` cycles plus its work: ``ceil(n / vector_lanes)``
-  for an n-element vector op, ``ceil(M*N*K / fmac_lanes)`` for mmac;
+  for an n-element vector op, ``n * special_cycles`` for div, sqrt, exp and
+  tanh, ``ceil(M*N*K / fmac_lanes)`` for mmac;
 * a transfer chunk of n wavelets starts when the sender, every receiver that is
   waiting for it, and every link on its path are free; it occupies the sender
   and each link for ``ceil(n / bandwidth)`` cycles, and reaches a receiver
@@ -19,12 +20,18 @@ The packed parameter vector comes from MachineConfig.timing_vector().
 """
 from numba import njit
 
-T_ISSUE, T_VECTOR_LANES, T_FMAC_LANES, T_HOP, T_BANDWIDTH = 0, 1, 2, 3, 4
+T_ISSUE, T_VECTOR_LANES, T_FMAC_LANES, T_HOP, T_BANDWIDTH, T_SPECIAL = 0, 1, 2, 3, 4, 5
 
 
 @njit(cache=True)
 def vector_cycles(timing, n):
     return timing[T_ISSUE] + (n + timing[T_VECTOR_LANES] - 1) // timing[T_VECTOR_LANES]
+
+
+@njit(cache=True)
+def special_cycles(timing, n):
+    """div, sqrt, exp and tanh: a multi-cycle routine per element."""
+    return timing[T_ISSUE] + n * timing[T_SPECIAL]
 
 
 @njit(cache=True)

@@ -12,8 +12,9 @@ merged, so a dense block becomes one long unit-stride row.
 import numpy as np
 from numba import njit
 
-from .isa import VADD, VMAX, VMIN, VMUL, VSUB
+from .isa import VADD, VDIV, VEXP, VMAX, VMIN, VMUL, VSQRT, VSUB, VTANH
 from .simd_matmac import simd_matmac
+from .transcendentals import exp_f32, tanh_f32
 
 
 @njit(cache=True)
@@ -83,9 +84,12 @@ def _binary_row(m, op, pd, sd, pa, sa, pb, sb, n):
         elif op == VMAX:
             for j in range(n):
                 m[pd + j] = _fmax(m[pa + j], m[pb + j])
-        else:
+        elif op == VMIN:
             for j in range(n):
                 m[pd + j] = _fmin(m[pa + j], m[pb + j])
+        else:
+            for j in range(n):
+                m[pd + j] = m[pa + j] / m[pb + j]
         return
     for j in range(n):
         a = m[pa + j * sa]
@@ -98,8 +102,10 @@ def _binary_row(m, op, pd, sd, pa, sa, pb, sb, n):
             r = a * b
         elif op == VMAX:
             r = _fmax(a, b)
-        else:
+        elif op == VMIN:
             r = _fmin(a, b)
+        else:
+            r = a / b
         m[pd + j * sd] = r
 
 
@@ -157,8 +163,8 @@ def vec_fmac(m, descs, dd, da, db, bd, ba, bb):
 
 
 @njit(cache=True)
-def vec_unary(m, descs, dd, ds_, bd, bs, scale, mode):
-    """mode 0: dst = src (copy); mode 1: dst = src * scale."""
+def vec_unary(m, descs, dd, ds_, bd, bs, scale, op):
+    """op 0: dst = src (copy); VSCALE-like 1: dst = src * scale; else VSQRT, VEXP or VTANH."""
     ds = np.array([dd, ds_])
     ext, st = merged_dims(descs, ds, 2)
     n = ext[3]
@@ -168,15 +174,37 @@ def vec_unary(m, descs, dd, ds_, bd, bs, scale, mode):
             for i2 in range(ext[2]):
                 pd = bd + i0 * st[0, 0] + i1 * st[0, 1] + i2 * st[0, 2]
                 ps = bs + i0 * st[1, 0] + i1 * st[1, 1] + i2 * st[1, 2]
-                if mode == 0:
+                if op == 0:
                     if sd == 1 and ss == 1:
                         m[pd:pd + n] = m[ps:ps + n]
                     else:
                         for j in range(n):
                             m[pd + j * sd] = m[ps + j * ss]
-                else:
+                elif op == 1:
                     for j in range(n):
                         m[pd + j * sd] = m[ps + j * ss] * scale
+                elif op == VSQRT:
+                    for j in range(n):
+                        m[pd + j * sd] = np.sqrt(m[ps + j * ss])
+                elif op == VEXP:
+                    for j in range(n):
+                        m[pd + j * sd] = exp_f32(m[ps + j * ss])
+                else:
+                    for j in range(n):
+                        m[pd + j * sd] = tanh_f32(m[ps + j * ss])
+
+
+@njit(cache=True)
+def vec_mask(m, descs, dd, bd, value, offset):
+    """dst[.., i, j] = value where j - i > offset (i, j: the two innermost dims)."""
+    e0, e1, e2, e3 = descs[dd, 2], descs[dd, 4], descs[dd, 6], descs[dd, 8]
+    s0, s1, s2, s3 = descs[dd, 3], descs[dd, 5], descs[dd, 7], descs[dd, 9]
+    for i0 in range(e0):
+        for i1 in range(e1):
+            for i in range(e2):
+                row = bd + i0 * s0 + i1 * s1 + i * s2
+                for j in range(max(0, i + offset + 1), e3):
+                    m[row + j * s3] = value
 
 
 @njit(cache=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from emulator.config import MachineConfig
 
 from ..diagnostics import CompileError
-from ..spatial_ir import (Copy, Elementwise, Fill, Fmac, IfTile, Loop, MatMac, Recv, Scale, Send,
-                          SpatialKernel, View)
+from ..spatial_ir import (Copy, Elementwise, Fill, Fmac, IfTile, Loop, Mask, MatMac, Recv, Scale, Send,
+                          SpatialKernel, Unary, View)
 
 
 def allocate_sram(k: SpatialKernel, config: MachineConfig, reserved_words: int = 0) -> SpatialKernel:
@@ -57,9 +57,9 @@ def _overflow(k, config, buf, top, reserved_words) -> CompileError:
 
 
 def op_views(op) -> list[View]:
-    if isinstance(op, Fill):
+    if isinstance(op, (Fill, Mask)):
         return [op.dst]
-    if isinstance(op, (Copy, Scale)):
+    if isinstance(op, (Copy, Scale, Unary)):
         return [op.dst, op.src]
     if isinstance(op, (Elementwise, Fmac)):
         return [op.dst, op.a, op.b]

@@ -16,9 +16,10 @@ from emulator.program import BufferPlacement, CodeRegion, Program, TensorIO
 
 from ..diagnostics import CompileError
 from ..spatial_ir import (IBin, IBool, ICmp, IConst, IfTile, INot, IVar, Copy, Elementwise, Fill, Fmac,
-                          Loop, MatMac, Recv, Scale, Send, SpatialKernel, View)
+                          Loop, Mask, MatMac, Recv, Scale, Send, SpatialKernel, Unary, View)
 
-BINARY = {"add": isa.VADD, "sub": isa.VSUB, "mul": isa.VMUL, "max": isa.VMAX, "min": isa.VMIN}
+BINARY = {"add": isa.VADD, "sub": isa.VSUB, "mul": isa.VMUL, "div": isa.VDIV, "max": isa.VMAX, "min": isa.VMIN}
+UNARY = {"exp": isa.VEXP, "tanh": isa.VTANH, "sqrt": isa.VSQRT}
 REG_OPS = {"+": isa.ADD, "-": isa.SUB, "*": isa.MUL, "//": isa.DIV, "%": isa.MOD, "min": isa.MINR,
            "max": isa.MAXR}
 IMM_OPS = {"+": isa.ADDI, "*": isa.MULI, "//": isa.DIVI, "%": isa.MODI}
@@ -160,6 +161,14 @@ class _Emitter:
             self.with_descs(isa.VSCALE, [op.dst, op.src], self.float_imm(op.factor))
         elif isinstance(op, Elementwise):
             self.with_descs(BINARY[op.op], [op.dst, op.a, op.b])
+        elif isinstance(op, Unary):
+            self.with_descs(UNARY[op.op], [op.dst, op.src])
+        elif isinstance(op, Mask):
+            d, reg, owned = self.desc(op.dst)
+            off, off_owned = self.value_reg(op.offset)
+            self.emit(isa.VMASK, d, self.float_imm(op.value), off)
+            self.release(off, off_owned)
+            self.release(reg, owned)
         elif isinstance(op, Fmac):
             self.with_descs(isa.VFMAC, [op.dst, op.a, op.b])
         elif isinstance(op, MatMac):

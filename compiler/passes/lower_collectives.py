@@ -47,7 +47,7 @@ def _lower(ops, k, temps):
         elif isinstance(op, Broadcast):
             out.extend(_broadcast(op, k))
         elif isinstance(op, Shift):
-            out.extend(_shift(op, k))
+            out.extend(_shift(op, k, temps))
         elif isinstance(op, Reduce):
             out.extend(_reduce(op, k, temps))
         else:
@@ -76,7 +76,7 @@ def _broadcast(op: Broadcast, k):
                    span=op.span)]
 
 
-def _shift(op: Shift, k):
+def _shift(op: Shift, k, temps):
     axis = AXIS_OF_DIRECTION[op.direction]
     n = _size(k, axis)
     c = _coord(axis)
@@ -85,14 +85,22 @@ def _shift(op: Shift, k):
         return _copy_unless_same(op.dst, op.src, op.span) if op.wrap else []
     stream = op.direction + ("_ring" if op.wrap else "")
     send = Send(stream, op.src, span=op.span)
-    recv = Recv(stream, op.dst, span=op.span)
+    # In place (d = rotate(d, ...)): a tile that receives first would overwrite what it has
+    # yet to send, so it receives into a temporary and copies afterwards.
+    landing, after = op.dst, []
+    if op.dst.buffer is op.src.buffer:
+        tmp = Buffer(f"%shift{len(temps)}", op.src.shape, "temp", op.span)
+        temps.append(tmp)
+        landing, after = tmp.full_view(), [Copy(op.dst, tmp.full_view(), span=op.span)]
+    recv = Recv(stream, landing, span=op.span)
     if not op.wrap:
         # the last tile in the direction of travel has nobody to send to, the first nobody to hear from
         last, first = (n - 1, 0) if forward else (0, n - 1)
         send = IfTile(ICmp("!=", c, IConst(last)), [send], [], span=op.span)
-        recv = IfTile(ICmp("!=", c, IConst(first)), [recv], [], span=op.span)
+        recv = IfTile(ICmp("!=", c, IConst(first)), [recv] + after, [], span=op.span)
+        after = []
     even = ICmp("==", IBin("%", c, IConst(2)), IConst(0))
-    return [IfTile(even, [send, recv], [recv, send], span=op.span)]
+    return [IfTile(even, [send, recv], [recv, send], span=op.span)] + after
 
 
 def _reduce(op: Reduce, k, temps):
