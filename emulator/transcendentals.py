@@ -57,7 +57,7 @@ def exp_f32(x):
     return F(math.ldexp(float(p), int(k)))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def tanh_f32(x):
     x = F(x)
     if x != x:

@@ -69,7 +69,7 @@ def merged_dims(descs, ds, n_ops):
     return ext, st
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # IEEE division: x / 0 is inf or NaN, not an exception
 def _binary_row(m, op, pd, sd, pa, sa, pb, sb, n):
     if sd == 1 and sa == 1 and sb == 1:
         if op == VADD:
@@ -128,7 +128,7 @@ def _fmin(a, b):
     return a if a < b else b
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def vec_binary(m, op, descs, dd, da, db, bd, ba, bb):
     ds = np.array([dd, da, db])
     ext, st = merged_dims(descs, ds, 3)

@@ -7,7 +7,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import gemv_ref, ground_truth, matmul_ref
+from . import (attention_ref, gemv_ref, ground_truth, layernorm_ref, matmul_cannon_ref, matmul_ref,
+               softmax_ref)
 
 KERNEL_DIR = Path(__file__).parent
 
@@ -36,6 +37,19 @@ BUNDLED = {
     "gemv": KernelSpec("gemv", gemv_ref.reference, ground_truth.gemv,
                        lambda rng, s: {"A": _randn(rng, s["M"], s["N"]), "x": _randn(rng, s["N"])},
                        {"M": 64, "N": 64}),
+    "matmul_cannon": KernelSpec("matmul_cannon", matmul_cannon_ref.reference, ground_truth.matmul_cannon,
+                                lambda rng, s: {"A": _randn(rng, s["M"], s["K"]),
+                                                "B": _randn(rng, s["K"], s["N"])},
+                                {"M": 64, "K": 64, "N": 64}),
+    "softmax": KernelSpec("softmax", softmax_ref.reference, ground_truth.softmax,
+                          lambda rng, s: {"X": _randn(rng, s["R"], s["C"]) * 4}, {"R": 64, "C": 64}),
+    "layernorm": KernelSpec("layernorm", layernorm_ref.reference, ground_truth.layernorm,
+                            lambda rng, s: {"X": _randn(rng, s["R"], s["C"]) + 1,
+                                            "gamma": _randn(rng, s["C"]), "beta": _randn(rng, s["C"])},
+                            {"R": 64, "C": 64}),
+    "attention": KernelSpec("attention", attention_ref.reference, ground_truth.attention,
+                            lambda rng, s: {n: _randn(rng, s["S"], s["D"]) for n in ("Q", "K", "V")},
+                            {"S": 64, "D": 32}),
 }
 
 

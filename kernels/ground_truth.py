@@ -25,3 +25,52 @@ def gemv(inputs: dict, params: dict) -> tuple[dict, dict]:
     A, x = np.asarray(inputs["A"], np.float64), np.asarray(inputs["x"], np.float64)
     bound = gamma(A.shape[1] + 1) * (np.abs(A) @ np.abs(x))
     return {"y": A @ x}, {"y": bound}
+
+
+def matmul_cannon(inputs: dict, params: dict) -> tuple[dict, dict]:
+    return matmul(inputs, params)
+
+
+def softmax(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """Relative bound per element: u (2 max|x - m| + C + 10). The shift x - m and
+    the exp each add about |x - m| u and 2 u (exp is within 1.03 ulp), the row
+    sum (C + 1) u, the division u."""
+    X = np.asarray(inputs["X"], np.float64)
+    z = X - X.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    Y = e / e.sum(axis=1, keepdims=True)
+    rel = U * (2 * np.abs(z).max(axis=1, keepdims=True) + X.shape[1] + 10)
+    return {"Y": Y}, {"Y": rel * Y + np.finfo(np.float32).tiny}
+
+
+def layernorm(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """Bound: u (2C + 20) (max_row|x| r |gamma| + |beta|), r = 1/sqrt(var + eps):
+    the mean and variance sums carry up to C u of the row's magnitude into d."""
+    X = np.asarray(inputs["X"], np.float64)
+    g, b = np.asarray(inputs["gamma"], np.float64), np.asarray(inputs["beta"], np.float64)
+    eps = float(np.float32(params.get("eps", 1e-5)))
+    mu = X.mean(axis=1, keepdims=True)
+    var = ((X - mu) ** 2).mean(axis=1, keepdims=True)
+    r = 1 / np.sqrt(var + eps)
+    Y = (X - mu) * r * g + b
+    scale = np.abs(X).max(axis=1, keepdims=True) * r * np.abs(g) + np.abs(b)
+    return {"Y": Y}, {"Y": U * (2 * X.shape[1] + 20) * scale + np.finfo(np.float32).tiny}
+
+
+def attention(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """Bound: (2 ds + (2S + 20) u) (P @ |V|), where ds bounds the score error of a
+    row (gamma(D+1) (|Q| @ |K|^T) / sqrt(D) + u |s|): a score error ds changes the
+    softmax weights by a factor within exp(+-2 ds); the weighted sum adds gamma(S)."""
+    Q, K, V = (np.asarray(inputs[n], np.float64) for n in ("Q", "K", "V"))
+    S, D = Q.shape
+    s = Q @ K.T / np.sqrt(D)
+    ds = gamma(D + 1) * (np.abs(Q) @ np.abs(K).T) / np.sqrt(D) + U * np.abs(s)
+    if int(params.get("causal", 0)):
+        later = np.arange(S)[None, :] > np.arange(S)[:, None]
+        s = np.where(later, -np.inf, s)
+        ds = np.where(later, 0.0, ds)
+    P = np.exp(s - s.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    row_ds = ds.max(axis=1, keepdims=True)
+    bound = (2 * row_ds + (2 * S + 20) * U) * (P @ np.abs(V)) + np.finfo(np.float32).tiny
+    return {"O": P @ V}, {"O": bound}

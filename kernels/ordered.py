@@ -35,3 +35,20 @@ def chain_reduce(parts: list, op: str = "add") -> np.ndarray:
     for p in parts[1:]:
         acc = acc + f32(p) if op == "add" else np.maximum(acc, f32(p))
     return acc
+
+
+def rowreduce_ordered(x: np.ndarray, op: str) -> np.ndarray:
+    """Reduce the last axis in ascending order from 0 (add) or -inf (max), keeping it as size 1."""
+    x = f32(x)
+    acc = np.full(x.shape[:-1] + (1,), 0.0 if op == "add" else -np.inf, dtype=np.float32)
+    for j in range(x.shape[-1]):
+        acc = acc + x[..., j:j + 1] if op == "add" else np.maximum(acc, x[..., j:j + 1])
+    return acc
+
+
+def row_blocks_reduce(x: np.ndarray, width: int, op: str) -> np.ndarray:
+    """rowreduce inside each of `width` column blocks, then a left-to-right chain:
+    what a local reduction followed by reduce_row does on a row of tiles."""
+    x = f32(x)
+    nb = x.shape[-1] // width
+    return chain_reduce([rowreduce_ordered(x[..., c * nb:(c + 1) * nb], op) for c in range(width)], op)
