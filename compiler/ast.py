@@ -107,6 +107,17 @@ class LocalDecl(Node):
 
 
 @dataclass
+class TensorLocal(Node):         # a distributed intermediate: tensor h: f32[S, D] block(y, x)
+    decl: "TensorDecl"
+
+
+@dataclass
+class Import(Node):
+    target: str      # a bundled kernel name or a path in quotes
+    is_path: bool
+
+
+@dataclass
 class ConstDecl(Node):
     name: str
     value: Expr
@@ -158,8 +169,11 @@ class Kernel(Node):
     params: list     # TensorDecl | ScalarParam
     outputs: list    # TensorDecl
     body: list
+    path: str = field(default="<kernel>", compare=False)    # the file it came from
+    source: str = field(default="", compare=False, repr=False)
 
 
 @dataclass
 class Module(Node):
     kernels: list
+    imports: list = field(default_factory=list)

@@ -39,36 +39,58 @@ MAX_RANK = 4
 class Sym:
     """What a name stands for."""
 
-    def __init__(self, kind: str, value, span: Span | None = None):
+    def __init__(self, kind: str, value, span: Span | None = None, dist: "Dist | None" = None):
         self.kind = kind       # int | float | rint | tensor
-        self.value = value     # python int / float, IExpr, or Buffer
+        self.value = value     # python int / float, IExpr, or the tile's View of a tensor
         self.span = span
+        self.dist = dist       # for distributed tensors: the global shape and grid axes
 
 
-def check_kernel(kernel: ast.Kernel, width: int, height: int, input_shapes: dict, params: dict) -> SpatialKernel:
-    return Checker(kernel, width, height).run(input_shapes, params)
+class Dist:
+    """A distributed tensor: the global shape, the grid axis of each dim, the tile's block."""
+
+    def __init__(self, shape: tuple, axes: tuple, view: View):
+        self.shape, self.axes, self.view = tuple(shape), tuple(axes), view
+
+    def describe(self) -> str:
+        return "block(" + ", ".join(self.axes) + ")"
+
+
+class Shared:
+    """State one elaboration shares with the kernels it calls (they are inlined)."""
+
+    def __init__(self, kernels: dict):
+        self.kernels = kernels          # name -> ast.Kernel, for calls
+        self.buffers: list[Buffer] = []
+        self.consts: dict[int, Buffer] = {}
+        self.temps = 0
+
+
+def check_kernel(kernel: ast.Kernel, width: int, height: int, input_shapes: dict, params: dict,
+                 kernels: dict | None = None) -> SpatialKernel:
+    return Checker(kernel, width, height, Shared(kernels or {kernel.name: kernel})).run(input_shapes, params)
 
 
 class Checker:
-    def __init__(self, kernel: ast.Kernel, width: int, height: int):
+    def __init__(self, kernel: ast.Kernel, width: int, height: int, shared: Shared,
+                 ranges: dict | None = None, prefix: str = "", call_stack: tuple = ()):
         self.k = kernel
         self.W, self.H = width, height
-        self.scopes: list[dict] = [{}]
-        self.buffers: list[Buffer] = []
+        self.shared = shared
+        self.buffers = shared.buffers
+        self.consts = shared.consts
+        self.scopes: list[dict] = [{"W": Sym("int", width), "H": Sym("int", height),
+                                    "tx": Sym("rint", IVar("tx")), "ty": Sym("rint", IVar("ty"))}]
         self.ops: list = []
-        self.ranges: dict[str, tuple[int, int]] = {"tx": (0, width - 1), "ty": (0, height - 1)}
-        self.consts: dict[int, Buffer] = {}
+        self.ranges: dict[str, tuple[int, int]] = ranges if ranges is not None else \
+            {"tx": (0, width - 1), "ty": (0, height - 1)}
         self.bindings: dict = {}
-        self._temp_count = 0
+        self.prefix = prefix              # names of a called kernel's buffers: "layernorm.mean"
+        self.call_stack = call_stack + (kernel.name,)
 
     # ------------------------------------------------------------ entry point
     def run(self, input_shapes: dict, params: dict) -> SpatialKernel:
         k = self.k
-        top = self.scopes[0]
-        top["W"] = Sym("int", self.W)
-        top["H"] = Sym("int", self.H)
-        top["tx"] = Sym("rint", IVar("tx"))
-        top["ty"] = Sym("rint", IVar("ty"))
         self._bind_scalar_params(params)
         self._bind_sizes(input_shapes, params)
         io = []
@@ -146,6 +168,14 @@ class Checker:
 
     def _place_tensor(self, decl: ast.TensorDecl, role: str) -> TensorPlacement:
         self._check_new_name(decl.name, decl.span)
+        shape, axes, block = self._layout(decl)
+        buf = Buffer(self.prefix + decl.name, block, role if not self.prefix else "local", decl.span)
+        self.buffers.append(buf)
+        self._define(decl.name, Sym("tensor", buf.full_view(), decl.span, Dist(shape, axes, buf.full_view())))
+        return TensorPlacement(decl.name, role, shape, axes, buf)
+
+    def _layout(self, decl: ast.TensorDecl) -> tuple[tuple, tuple, tuple]:
+        """(global shape, grid axis per dim, block shape), with the divisibility checks."""
         shape = self._shape(decl.type)
         if decl.dist.kind == "replicated":
             axes = ("_",) * len(shape)
@@ -170,10 +200,7 @@ class Checker:
                                    f"over {grid_axis}: it must be divisible by {parts}",
                                    decl.type.shape[i].span)
             block.append(size // parts)
-        buf = Buffer(decl.name, tuple(block), role, decl.span)
-        self.buffers.append(buf)
-        self._define(decl.name, Sym("tensor", buf, decl.span))
-        return TensorPlacement(decl.name, role, shape, axes, buf)
+        return shape, axes, tuple(block)
 
     def _shape(self, ttype: ast.TensorType) -> tuple:
         if ttype.dtype != "f32":
@@ -222,9 +249,15 @@ class Checker:
     def _stmt(self, s):
         if isinstance(s, ast.LocalDecl):
             self._check_new_name(s.name, s.span)
-            buf = Buffer(s.name, self._shape(s.type), "local", s.span)
+            buf = Buffer(self.prefix + s.name, self._shape(s.type), "local", s.span)
             self.buffers.append(buf)
-            self._define(s.name, Sym("tensor", buf, s.span))
+            self._define(s.name, Sym("tensor", buf.full_view(), s.span))
+        elif isinstance(s, ast.TensorLocal):
+            self._check_new_name(s.decl.name, s.decl.span)
+            shape, axes, block = self._layout(s.decl)
+            buf = Buffer(self.prefix + s.decl.name, block, "local", s.decl.span)
+            self.buffers.append(buf)
+            self._define(s.decl.name, Sym("tensor", buf.full_view(), s.decl.span, Dist(shape, axes, buf.full_view())))
         elif isinstance(s, ast.ConstDecl):
             self._check_new_name(s.name, s.span)
             v = self._value(s.value)
@@ -242,8 +275,12 @@ class Checker:
                 what = s.message or "requirement failed"
                 raise CompileError(f"{what}" + (f" ({values})" if values else ""), s.span)
         elif isinstance(s, ast.Assign):
-            dst = self._target(s.target)
-            self._assign(dst, s.value, s.span)
+            if isinstance(s.value, ast.Call) and s.value.func in self.shared.kernels:
+                self._call(self._dist_value(s.target), s.value, s.span)
+            elif self._needs_redistribution(s.target, s.value):
+                self._redistribute(self._dist_value(s.target), self._dist_value(s.value), s.span)
+            else:
+                self._assign(self._target(s.target), s.value, s.span)
         elif isinstance(s, ast.Accumulate):
             dst = self._target(s.target)
             self._accumulate(dst, s.value, s.span)
@@ -260,16 +297,17 @@ class Checker:
         self._check_new_name(s.var, s.var_span)
         outer = self.ops
         self.ops = []
-        self.scopes.append({s.var: Sym("rint", IVar(s.var), s.var_span)})
-        self.ranges[s.var] = (lo, max(lo, hi - 1))
+        var = self.prefix + s.var  # unique across inlined kernels, whose loops nest in the caller's
+        self.scopes.append({s.var: Sym("rint", IVar(var), s.var_span)})
+        self.ranges[var] = (lo, max(lo, hi - 1))
         try:
             self._block(s.body)
         finally:
             self.scopes.pop()
-            del self.ranges[s.var]
+            del self.ranges[var]
             body, self.ops = self.ops, outer
         if hi > lo:
-            self._emit(Loop(s.var, lo, hi, body), s.span)
+            self._emit(Loop(var, lo, hi, body), s.span)
 
     def _if(self, s: ast.If):
         cond = self._cond(s.cond)
@@ -298,7 +336,7 @@ class Checker:
         sym = self._lookup(lv.name, lv.span)
         if sym.kind != "tensor":
             raise CompileError(f"cannot assign to '{lv.name}': it is not a tensor", lv.span)
-        view = sym.value.full_view()
+        view = sym.value
         if lv.indices:
             view = self._index(view, lv.indices, lv.name, lv.span)
         return view
@@ -487,8 +525,8 @@ class Checker:
         return MatMac(c2, a2, b2)
 
     def _temp(self, shape: tuple, span) -> View:
-        self._temp_count += 1
-        buf = Buffer(f"%t{self._temp_count}", tuple(shape), "temp", span)
+        self.shared.temps += 1
+        buf = Buffer(f"{self.prefix}%t{self.shared.temps}", tuple(shape), "temp", span)
         self.buffers.append(buf)
         return buf.full_view()
 
@@ -523,7 +561,7 @@ class Checker:
             sym = self._lookup(e.id, e.span)
             if sym.kind != "tensor":
                 raise CompileError(f"'{e.id}' is not a tensor", e.span)
-            return sym.value.full_view()
+            return sym.value
         base = self._view(e.base) if isinstance(e.base, (ast.Name, ast.Subscript)) else None
         if base is None:
             raise CompileError("only tensors can be indexed", e.span)
@@ -596,6 +634,149 @@ class Checker:
         if e.op == "max":
             return max(a[0], b[0]), max(a[1], b[1])
         return -(1 << 31), (1 << 31) - 1
+
+    # ------------------------------------------- kernel calls, redistribution
+    def _dist_value(self, node) -> Dist:
+        """A distributed tensor named by a Name, LValue or Subscript (slices only of whole dims)."""
+        name = node.name if isinstance(node, ast.LValue) else node.id if isinstance(node, ast.Name) else \
+            node.base.id if isinstance(node, ast.Subscript) and isinstance(node.base, ast.Name) else None
+        indices = node.indices if isinstance(node, (ast.LValue, ast.Subscript)) else []
+        sym = self._lookup(name, node.span) if name else None
+        if sym is None or sym.kind != "tensor" or sym.dist is None:
+            raise CompileError("a distributed tensor is needed here (a kernel parameter, output or `tensor` "
+                               "declaration), not a local block", node.span)
+        d = sym.dist
+        if not indices:
+            return d
+        view = self._index(d.view, indices, name, node.span)
+        shape, axes = [], []
+        for i, (size, axis) in enumerate(zip(d.shape, d.axes)):
+            idx = indices[i] if i < len(indices) else None
+            whole = idx is None or (isinstance(idx, ast.Range) and idx.lo is None and idx.hi is None)
+            if axis != "_" and not whole:
+                raise CompileError(f"dimension {i} of '{name}' is split over the grid ({d.describe()}); "
+                                   "only dimensions that are not split can be sliced here", idx.span)
+            if isinstance(idx, ast.Point):
+                continue
+            shape.append(size if whole else view.dims[len(shape)][0])
+            axes.append(axis)
+        return Dist(tuple(shape), tuple(axes), view)
+
+    def _needs_redistribution(self, target: ast.LValue, value) -> bool:
+        if not isinstance(value, (ast.Name, ast.Subscript)) or target.indices:
+            return False
+        t = self._find(target.name)
+        src = self._find(value.id if isinstance(value, ast.Name) else getattr(value.base, "id", ""))
+        if t is None or src is None or t.dist is None or src.dist is None or isinstance(value, ast.Subscript):
+            return False
+        return t.dist.axes != src.dist.axes
+
+    def _temp_dist(self, shape: tuple, axes: tuple, span) -> Dist:
+        block = []
+        for i, (size, a) in enumerate(zip(shape, axes)):
+            parts = self.W if a == "x" else self.H if a == "y" else 1
+            if size % parts:
+                raise CompileError(f"cannot lay out a tensor of shape {_fmt(shape)} as block({', '.join(axes)}): "
+                                   f"dimension {i} ({size}) is not divisible by {parts}", span)
+            block.append(size // parts)
+        view = self._temp(tuple(block), span)
+        return Dist(shape, axes, view)
+
+    def _redistribute(self, dst: Dist, src: Dist, span):
+        """Move src into dst's distribution. Supported per dimension: a split axis to
+        whole (all-gather by broadcasts along the grid axis) and whole to split (each
+        tile keeps its block); a dimension moving between x and y is not supported."""
+        if dst.shape != src.shape:
+            raise CompileError(f"shape mismatch: {_fmt(src.shape)} into {_fmt(dst.shape)}", span)
+        if dst.axes == src.axes:
+            if not dst.view.same_as(src.view):
+                self._emit(Copy(dst.view, src.view), span)
+            return
+        for i, (a, b) in enumerate(zip(src.axes, dst.axes)):
+            if a != b and a != "_" and b != "_":
+                raise CompileError(f"cannot redistribute {src.describe()} to {dst.describe()}: dimension {i} would "
+                                   f"move from grid axis {a} to {b} (a transpose across the mesh), which tilegrid "
+                                   "does not do yet", span)
+        cur = src
+        for i, (a, b) in enumerate(zip(src.axes, dst.axes)):
+            if a == b:
+                continue
+            axes = cur.axes[:i] + (b,) + cur.axes[i + 1:]
+            nxt = dst if axes == dst.axes else self._temp_dist(cur.shape, axes, span)
+            if b == "_":
+                self._all_gather(nxt, cur, i, a, span)
+            else:
+                tile = IVar("tx" if b == "x" else "ty")
+                self._emit(Copy(nxt.view, _slice(cur.view, i, tile, nxt.view.dims[i][0])), span)
+            cur = nxt
+
+    def _all_gather(self, dst: Dist, src: Dist, dim: int, axis: str, span):
+        """dst (dim whole) = the blocks of src (dim split over `axis`) from every tile along it."""
+        n = self.W if axis == "x" else self.H
+        self.shared.temps += 1
+        var = f"%gather{self.shared.temps}"
+        self.ranges[var] = (0, n - 1)
+        piece = _slice(dst.view, dim, IVar(var), src.view.dims[dim][0])
+        bcast = Broadcast("row" if axis == "x" else "col", piece, src.view, IVar(var))
+        self._emit(Loop(var, 0, n, [bcast]), span)
+
+    def _call(self, target: Dist, e: ast.Call, span):
+        """Inline kernel e.func: its params bind to the caller's tensors (redistributed
+        if the layouts differ) and its output to the target."""
+        callee = self.shared.kernels[e.func]
+        if callee.name in self.call_stack:
+            raise CompileError(f"kernel '{callee.name}' calls itself", e.span)
+        tparams = [p for p in callee.params if isinstance(p, ast.TensorDecl)]
+        sparams = {p.name for p in callee.params if isinstance(p, ast.ScalarParam)}
+        if len(e.args) != len(tparams):
+            raise CompileError(f"kernel '{callee.name}' takes {len(tparams)} tensors "
+                               f"({', '.join(p.name for p in tparams)}), got {len(e.args)}", e.span)
+        if len(callee.outputs) != 1:
+            raise CompileError(f"kernel '{callee.name}' has {len(callee.outputs)} outputs; calls take kernels "
+                               "with one output", e.span)
+        params = {}
+        for name, expr in e.kwargs.items():
+            if name not in sparams:
+                raise CompileError(f"kernel '{callee.name}' has no parameter '{name}'", expr.span)
+            value = self._value(expr)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise CompileError(f"'{name}' must be a number known at compile time", expr.span)
+            params[name] = value
+        args = [self._dist_value(a) for a in e.args]
+        child = Checker(callee, self.W, self.H, self.shared, self.ranges, f"{self.prefix}{callee.name}.",
+                        self.call_stack)
+        try:
+            child._bind_scalar_params(params)
+            child._bind_sizes({p.name: arg.shape for p, arg in zip(tparams, args)}, {})
+            layouts = [child._layout(p) for p in tparams]
+            out_shape, out_axes, _ = child._layout(callee.outputs[0])
+        except CompileError as err:
+            raise CompileError(f"in the call to '{callee.name}': {err.message}", e.span) from None
+        for p, arg, (shape, axes, _) in zip(tparams, args, layouts):
+            view = arg.view
+            if axes != arg.axes:  # the caller's layout is not the callee's: redistribute a copy
+                tmp = self._temp_dist(shape, axes, e.span)
+                self._redistribute(tmp, arg, e.span)
+                view = tmp.view
+            child._define(p.name, Sym("tensor", view, p.span, Dist(shape, axes, view)))
+        if out_shape != target.shape:
+            raise CompileError(f"shape mismatch: '{callee.name}' returns {_fmt(out_shape)}, the target is "
+                               f"{_fmt(target.shape)}", span)
+        reads = {a.view.buffer for a in args}
+        direct = out_axes == target.axes and target.view.buffer not in reads
+        out = target if direct else self._temp_dist(out_shape, out_axes, e.span)
+        child._define(callee.outputs[0].name, Sym("tensor", out.view, callee.outputs[0].span,
+                                                  Dist(out_shape, out_axes, out.view)))
+        try:
+            child._block(callee.body)
+        except CompileError as err:
+            where = f"{self.k.path}:{e.span.line}:{e.span.column}"
+            err.message += f" (in '{callee.name}' called from {where})"
+            err.args = (err.message,)
+            raise err.attach(callee.path, callee.source)
+        self.ops.extend(child.ops)
+        if not direct:
+            self._redistribute(target, out, span)
 
     # -------------------------------------------------------- collectives
     def _collective(self, dst: View, e: ast.Call, span):
@@ -784,6 +965,14 @@ def _imul(a, c: int):
 
 def _to_iexpr(v):
     return IConst(v) if isinstance(v, int) else v
+
+
+def _slice(view: View, dim: int, index, length: int) -> View:
+    """view with dimension `dim` cut to [index * length, (index + 1) * length)."""
+    extent, stride = view.dims[dim]
+    offset = ibin("+", view.offset, ibin("*", _to_iexpr(index), IConst(length * stride)))
+    dims = view.dims[:dim] + ((length, stride),) + view.dims[dim + 1:]
+    return View(view.buffer, offset, dims)
 
 
 def _broadcast_shapes(a: tuple, b: tuple, e) -> tuple:

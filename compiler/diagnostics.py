@@ -21,9 +21,13 @@ class CompileError(Exception):
         self.span = span
         self.path = "<kernel>"
         self.source = ""
+        self.attached = False
 
     def attach(self, path: str, source: str) -> "CompileError":
-        self.path, self.source = path, source
+        """Name the file the span refers to (the innermost file wins: an error inside
+        an imported kernel points into that kernel's file)."""
+        if not self.attached:
+            self.path, self.source, self.attached = path, source, True
         return self
 
     def format(self) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from emulator.config import MachineConfig
 from emulator.program import Program
@@ -30,21 +31,59 @@ def compile_source(source: str, path: str, config: MachineConfig, input_shapes: 
         raise err.attach(path, source) from None
 
 
-def _compile(source, path, config, input_shapes, params, entry) -> CompiledKernel:
+def load_kernels(source: str, path: str) -> tuple[list, dict]:
+    """Parse a file and everything it imports: (the file's own kernels, every kernel by name)."""
     module = parse(source, path)
-    kernels = {k.name: k for k in module.kernels}
+    table: dict = {}
+    _collect(module, path, table, {str(Path(path).resolve())})
+    return module.kernels, table
+
+
+def _collect(module, path: str, table: dict, seen: set):
+    import kernels as bundled  # the library of bundled .tg files
+
+    for imp in module.imports:
+        target = Path(path).parent / imp.target if imp.is_path else bundled.source_path(imp.target)
+        if not imp.is_path and imp.target not in bundled.BUNDLED:
+            raise CompileError(f"no bundled kernel '{imp.target}' to import "
+                               f"({', '.join(bundled.BUNDLED)})", imp.span).attach(path, module_source(module))
+        key = str(target.resolve())
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            text = target.read_text()
+        except OSError as exc:
+            raise CompileError(f"cannot import '{imp.target}': {exc.strerror}", imp.span).attach(
+                path, module_source(module)) from None
+        sub = parse(text, str(target))
+        _collect(sub, str(target), table, seen)
+    for k in module.kernels:
+        if k.name in table and table[k.name].path != k.path:
+            raise CompileError(f"kernel '{k.name}' is defined twice ({table[k.name].path} and {k.path})", k.span)
+        table[k.name] = k
+
+
+def module_source(module) -> str:
+    return module.kernels[0].source if module.kernels else ""
+
+
+def _compile(source, path, config, input_shapes, params, entry) -> CompiledKernel:
+    own, table = load_kernels(source, path)
+    if not own:
+        raise CompileError("the file defines no kernel")
     if entry is None:
-        kernel = module.kernels[-1]
-    elif entry in kernels:
-        kernel = kernels[entry]
+        kernel = own[-1]
+    elif entry in table:
+        kernel = table[entry]
     else:
-        raise CompileError(f"no kernel named '{entry}' (this file has {', '.join(kernels)})")
+        raise CompileError(f"no kernel named '{entry}' (this file has {', '.join(k.name for k in own)})")
     known = {p.name for p in kernel.params}
     for name in input_shapes:
         if name not in known:
             raise CompileError(f"kernel '{kernel.name}' has no input named '{name}' "
                                f"(inputs: {', '.join(p.name for p in kernel.params)})")
-    spatial = check_kernel(kernel, config.width, config.height, input_shapes, params)
+    spatial = check_kernel(kernel, config.width, config.height, input_shapes, params, table)
     ir_text = format_ir(spatial)
     spatial = lower_collectives(spatial)
     spatial = route_streams(spatial, config.colors)

@@ -38,8 +38,23 @@ def _span(meta_or_token) -> Span:
 class BuildAst(Transformer):
     """Parse tree -> ast dataclasses."""
 
-    def start(self, meta, kernels):
-        return ast.Module(_span(meta), kernels)
+    def start(self, meta, items):
+        kernels = [i for i in items if isinstance(i, ast.Kernel)]
+        imports = [imp for i in items if isinstance(i, list) for imp in i]
+        return ast.Module(_span(meta), kernels, imports)
+
+    def import_stmt(self, meta, items):
+        return list(items)
+
+    def import_item(self, meta, c):
+        tok = c[0]
+        if tok.type == "STRING":
+            return ast.Import(_span(tok), str(tok)[1:-1], True)
+        return ast.Import(_span(tok), str(tok), False)
+
+    def tensor_local(self, meta, c):
+        name, ttype, dist = c
+        return ast.TensorLocal(_span(meta), ast.TensorDecl(_span(meta), str(name), ttype, dist))
 
     def kernel(self, meta, c):
         name, *rest = c
@@ -176,7 +191,10 @@ def parse(source: str, path: str = "<kernel>") -> ast.Module:
         tree = _lark().parse(source)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, source).attach(path, source) from None
-    return BuildAst().transform(tree)
+    module = BuildAst().transform(tree)
+    for k in module.kernels:
+        k.path, k.source = path, source
+    return module
 
 
 def _end_of(source: str) -> tuple[int, int]:

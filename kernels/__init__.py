@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from . import (attention_ref, gemv_ref, ground_truth, layernorm_ref, matmul_cannon_ref, matmul_ref,
-               softmax_ref)
+               mlp_ref, softmax_ref, transformer_block_ref)
 
 KERNEL_DIR = Path(__file__).parent
 
@@ -26,8 +26,26 @@ class KernelSpec:
         return KERNEL_DIR / f"{self.name}.tg"
 
 
-def _randn(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
+def _randn(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _mlp_inputs(rng, s):
+    dm, dff = s["Dm"], s["Dff"]
+    return {"X": _randn(rng, s["S"], dm), "w1": _randn(rng, dm, dff, scale=dm ** -0.5),
+            "b1": _randn(rng, dff, scale=0.1), "w2": _randn(rng, dff, dm, scale=dff ** -0.5),
+            "b2": _randn(rng, dm, scale=0.1)}
+
+
+def _block_inputs(rng, s):
+    dm, dff = s["Dm"], s["Dff"]
+    weights = {w: _randn(rng, dm, dm, scale=dm ** -0.5) for w in ("wq", "wk", "wv", "wo")}
+    mlp = _mlp_inputs(rng, s)
+    return {"x": _randn(rng, s["S"], dm),
+            "ln1_g": 1 + _randn(rng, dm, scale=0.1), "ln1_b": _randn(rng, dm, scale=0.1),
+            **weights,
+            "ln2_g": 1 + _randn(rng, dm, scale=0.1), "ln2_b": _randn(rng, dm, scale=0.1),
+            **{n: mlp[n] for n in ("w1", "b1", "w2", "b2")}}
 
 
 BUNDLED = {
@@ -50,6 +68,11 @@ BUNDLED = {
     "attention": KernelSpec("attention", attention_ref.reference, ground_truth.attention,
                             lambda rng, s: {n: _randn(rng, s["S"], s["D"]) for n in ("Q", "K", "V")},
                             {"S": 64, "D": 32}),
+    "mlp": KernelSpec("mlp", mlp_ref.reference, ground_truth.mlp, _mlp_inputs,
+                      {"S": 64, "Dm": 128, "Dff": 512}),
+    "transformer_block": KernelSpec("transformer_block", transformer_block_ref.reference,
+                                    ground_truth.transformer_block, _block_inputs,
+                                    {"S": 64, "Dm": 128, "Dff": 512}),
 }
 
 

@@ -74,3 +74,52 @@ def attention(inputs: dict, params: dict) -> tuple[dict, dict]:
     row_ds = ds.max(axis=1, keepdims=True)
     bound = (2 * row_ds + (2 * S + 20) * U) * (P @ np.abs(V)) + np.finfo(np.float32).tiny
     return {"O": P @ V}, {"O": bound}
+
+
+def _gelu64(h):
+    return 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h ** 3)))
+
+
+def mlp(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """Bound: the second product's gamma(Dff + 1) (|G| @ |w2|), plus the hidden
+    error propagated through w2: the first product's gamma(Dm + 1) (|X| @ |w1|)
+    times the GELU's slope (at most 1.13), plus 10 u |G| for the GELU's own
+    roundings and tanh; plus u for each bias add."""
+    X, w1, b1, w2, b2 = (np.asarray(inputs[n], np.float64) for n in ("X", "w1", "b1", "w2", "b2"))
+    H = X @ w1 + b1
+    G = _gelu64(H)
+    Y = G @ w2 + b2
+    dh = 1.13 * (gamma(X.shape[1] + 1) * (np.abs(X) @ np.abs(w1)) + U * np.abs(H)) + 10 * U * np.abs(G)
+    bound = gamma(w2.shape[0] + 1) * (np.abs(G) @ np.abs(w2)) + dh @ np.abs(w2) + U * (np.abs(Y) + np.abs(b2))
+    return {"Y": Y}, {"Y": bound + np.finfo(np.float32).tiny}
+
+
+def transformer_block(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """A float64 forward pass of the block. The tolerance is stated, not derived:
+    |y - y64| <= 1e-4 (|y64| + rms(y64)); f32 rounding through ~a dozen stages with
+    sums of up to Dff terms lands around 1e-6 relative."""
+    f = {k: np.asarray(v, np.float64) for k, v in inputs.items()}
+    heads, causal = int(params.get("heads", 4)), int(params.get("causal", 0))
+    x = f["x"]
+    S, Dm = x.shape
+    dh = Dm // heads
+
+    def ln(t, g, b):
+        mu = t.mean(axis=1, keepdims=True)
+        var = ((t - mu) ** 2).mean(axis=1, keepdims=True)
+        return (t - mu) / np.sqrt(var + float(np.float32(1e-5))) * g + b
+
+    a = ln(x, f["ln1_g"], f["ln1_b"])
+    q, k, v = a @ f["wq"], a @ f["wk"], a @ f["wv"]
+    o = np.zeros_like(x)
+    for i in range(heads):
+        c = slice(i * dh, (i + 1) * dh)
+        s = q[:, c] @ k[:, c].T / np.sqrt(dh)
+        if causal:
+            s = np.where(np.arange(S)[None, :] > np.arange(S)[:, None], -np.inf, s)
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        o[:, c] = (p / p.sum(axis=1, keepdims=True)) @ v[:, c]
+    h = x + o @ f["wo"]
+    y = h + _gelu64(ln(h, f["ln2_g"], f["ln2_b"]) @ f["w1"] + f["b1"]) @ f["w2"] + f["b2"]
+    rms = np.sqrt(np.mean(y ** 2))
+    return {"y": y}, {"y": 1e-4 * (np.abs(y) + rms)}
