@@ -73,7 +73,8 @@ def check_kernel(kernel: ast.Kernel, width: int, height: int, input_shapes: dict
 
 class Checker:
     def __init__(self, kernel: ast.Kernel, width: int, height: int, shared: Shared,
-                 ranges: dict | None = None, prefix: str = "", call_stack: tuple = ()):
+                 ranges: dict | None = None, prefix: str = "", call_stack: tuple = (),
+                 call_site: Span | None = None):
         self.k = kernel
         self.W, self.H = width, height
         self.shared = shared
@@ -87,6 +88,12 @@ class Checker:
         self.bindings: dict = {}
         self.prefix = prefix              # names of a called kernel's buffers: "layernorm.mean"
         self.call_stack = call_stack + (kernel.name,)
+        # Buffers of an inlined kernel report the top-level call site: plan and SRAM
+        # errors are about the program the user compiled, in that file.
+        self.call_site = call_site
+
+    def _site(self, span):
+        return self.call_site or span
 
     # ------------------------------------------------------------ entry point
     def run(self, input_shapes: dict, params: dict) -> SpatialKernel:
@@ -243,19 +250,19 @@ class Checker:
             self._stmt(s)
 
     def _emit(self, op, span):
-        op.span = span
+        op.span = self._site(span)  # later passes report errors at the user's own source
         self.ops.append(op)
 
     def _stmt(self, s):
         if isinstance(s, ast.LocalDecl):
             self._check_new_name(s.name, s.span)
-            buf = Buffer(self.prefix + s.name, self._shape(s.type), "local", s.span)
+            buf = Buffer(self.prefix + s.name, self._shape(s.type), "local", self._site(s.span))
             self.buffers.append(buf)
             self._define(s.name, Sym("tensor", buf.full_view(), s.span))
         elif isinstance(s, ast.TensorLocal):
             self._check_new_name(s.decl.name, s.decl.span)
             shape, axes, block = self._layout(s.decl)
-            buf = Buffer(self.prefix + s.decl.name, block, "local", s.decl.span)
+            buf = Buffer(self.prefix + s.decl.name, block, "local", self._site(s.decl.span))
             self.buffers.append(buf)
             self._define(s.decl.name, Sym("tensor", buf.full_view(), s.decl.span, Dist(shape, axes, buf.full_view())))
         elif isinstance(s, ast.ConstDecl):
@@ -526,7 +533,7 @@ class Checker:
 
     def _temp(self, shape: tuple, span) -> View:
         self.shared.temps += 1
-        buf = Buffer(f"{self.prefix}%t{self.shared.temps}", tuple(shape), "temp", span)
+        buf = Buffer(f"{self.prefix}%t{self.shared.temps}", tuple(shape), "temp", self._site(span))
         self.buffers.append(buf)
         return buf.full_view()
 
@@ -744,7 +751,7 @@ class Checker:
             params[name] = value
         args = [self._dist_value(a) for a in e.args]
         child = Checker(callee, self.W, self.H, self.shared, self.ranges, f"{self.prefix}{callee.name}.",
-                        self.call_stack)
+                        self.call_stack, self.call_site or e.span)
         try:
             child._bind_scalar_params(params)
             child._bind_sizes({p.name: arg.shape for p, arg in zip(tparams, args)}, {})

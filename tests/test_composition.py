@@ -1,0 +1,99 @@
+"""Kernel calls: imports, distribution checks, inserted redistributions, errors."""
+import numpy as np
+import pytest
+
+from compiler import CompileError, compile_source
+from conftest import assert_bits_equal, ordered_matmul
+from emulator import MachineConfig, run_program
+
+
+def compile_text(tmp_path, text, grid, shapes, name="prog.tg"):
+    path = tmp_path / name
+    path.write_text(text)
+    return compile_source(text, str(path), MachineConfig(width=grid[0], height=grid[1]), shapes)
+
+
+def test_call_with_redistribution_both_ways(tmp_path, rng):
+    """matmul returns block(y, x); the target wants whole rows (all-gather), then back."""
+    text = """
+import matmul
+kernel twice(A: f32[M, K] block(y, x), B: f32[K, N] block(y, x)) -> C: f32[M, N] block(y, x)
+{
+    tensor rows: f32[M, N] block(y, _)
+    rows = matmul(A, B)
+    C = rows
+}
+"""
+    A = rng.standard_normal((8, 12)).astype(np.float32)
+    B = rng.standard_normal((12, 8)).astype(np.float32)
+    compiled = compile_text(tmp_path, text, (4, 2), {"A": A.shape, "B": B.shape})
+    assert "broadcast_row" in compiled.ir  # the all-gather
+    out, _ = run_program(compiled.program, {"A": A, "B": B})
+    assert_bits_equal(out["C"], ordered_matmul(A, B))
+
+
+def test_local_file_import_and_slices_of_whole_dims(tmp_path, rng):
+    (tmp_path / "scale2.tg").write_text("""
+kernel scale2(X: f32[R, C] block(y, _)) -> Y: f32[R, C] block(y, _)
+{
+    Y = X * 2.0
+}
+""")
+    text = """
+import "scale2.tg"
+kernel halves(X: f32[R, C] block(y, _)) -> Y: f32[R, C] block(y, _)
+{
+    Y = X
+    Y[:, 0 +: C / 2] = scale2(X[:, 0 +: C / 2])
+}
+"""
+    X = rng.standard_normal((4, 6)).astype(np.float32)
+    compiled = compile_text(tmp_path, text, (2, 2), {"X": X.shape})
+    out, _ = run_program(compiled.program, {"X": X})
+    want = X.copy()
+    want[:, :3] *= np.float32(2.0)
+    assert_bits_equal(out["Y"], want)
+
+
+def test_transpose_across_the_mesh_is_refused_with_a_reason(tmp_path):
+    text = """
+kernel t(A: f32[M, N] block(y, x)) -> B: f32[M, N] block(x, y)
+{
+    B = A
+}
+"""
+    with pytest.raises(CompileError) as err:
+        compile_text(tmp_path, text, (2, 2), {"A": (4, 4)})
+    msg = str(err.value)
+    assert "cannot redistribute block(y, x) to block(x, y)" in msg
+    assert "dimension 0 would move from grid axis y to x" in msg
+    assert msg.startswith(f"{tmp_path / 'prog.tg'}:4:5: error:")
+
+
+def test_errors_inside_a_called_kernel_point_into_its_file(tmp_path):
+    (tmp_path / "broken.tg").write_text("kernel broken(X: f32[R] block(x)) -> Y: f32[R] block(x)\n{\n    Y = X + Z\n}\n")
+    text = 'import "broken.tg"\nkernel top(X: f32[R] block(x)) -> Y: f32[R] block(x)\n{\n    Y = broken(X)\n}\n'
+    with pytest.raises(CompileError) as err:
+        compile_text(tmp_path, text, (2, 1), {"X": (4,)})
+    msg = str(err.value)
+    assert msg.startswith(f"{tmp_path / 'broken.tg'}:3:13: error: unknown name 'Z'")
+    assert f"called from {tmp_path / 'prog.tg'}:4:9" in msg
+
+
+def test_call_argument_errors(tmp_path):
+    base = "import matmul\nkernel k(A: f32[M, M] block(y, x)) -> C: f32[M, M] block(y, x)\n{\n    %s\n}\n"
+    cases = {
+        "C = matmul(A)": "kernel 'matmul' takes 2 tensors (A, B), got 1",
+        "C = matmul(A, A, bogus = 1)": "kernel 'matmul' has no parameter 'bogus'",
+        "local a: f32[2, 2]\n    C = matmul(a, A)": "a distributed tensor is needed here",
+        "C = matmul(A[0:2, :], A)": "dimension 0 of 'A' is split over the grid",
+    }
+    for stmt, message in cases.items():
+        with pytest.raises(CompileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            compile_text(tmp_path, base % stmt, (2, 2), {"A": (4, 4)})
+
+
+def test_unknown_import(tmp_path):
+    with pytest.raises(CompileError, match="no bundled kernel 'nosuch' to import"):
+        compile_text(tmp_path, "import nosuch\nkernel k(A: f32[4] block(x)) -> B: f32[4] block(x) { B = A }\n",
+                     (1, 1), {"A": (4,)})
