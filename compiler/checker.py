@@ -690,28 +690,33 @@ class Checker:
         return Dist(shape, axes, view)
 
     def _redistribute(self, dst: Dist, src: Dist, span):
-        """Move src into dst's distribution. Supported per dimension: a split axis to
-        whole (all-gather by broadcasts along the grid axis) and whole to split (each
-        tile keeps its block); a dimension moving between x and y is not supported."""
+        """Move src into dst's distribution, one dimension at a time: first every
+        dimension that changes is gathered whole (an all-gather by broadcasts along
+        its grid axis), then each is cut to its new axis (every tile keeps its own
+        block, no communication). A transpose across the mesh, block(y, x) to
+        block(x, y), passes through block(_, _): simple, and an SRAM error says so
+        when the whole tensor does not fit on a tile."""
         if dst.shape != src.shape:
             raise CompileError(f"shape mismatch: {_fmt(src.shape)} into {_fmt(dst.shape)}", span)
         if dst.axes == src.axes:
             if not dst.view.same_as(src.view):
                 self._emit(Copy(dst.view, src.view), span)
             return
-        for i, (a, b) in enumerate(zip(src.axes, dst.axes)):
-            if a != b and a != "_" and b != "_":
-                raise CompileError(f"cannot redistribute {src.describe()} to {dst.describe()}: dimension {i} would "
-                                   f"move from grid axis {a} to {b} (a transpose across the mesh), which tilegrid "
-                                   "does not do yet", span)
+        for i, size in enumerate(dst.shape):  # can the target layout exist at all?
+            parts = self.W if dst.axes[i] == "x" else self.H if dst.axes[i] == "y" else 1
+            if size % parts:
+                raise CompileError(f"cannot redistribute {src.describe()} to {dst.describe()}: dimension {i} "
+                                   f"({size}) is not divisible by the {parts} tiles along grid axis {dst.axes[i]}",
+                                   span)
+        changing = [i for i, (a, b) in enumerate(zip(src.axes, dst.axes)) if a != b]
+        steps = [(i, "_") for i in changing if src.axes[i] != "_"] + \
+                [(i, dst.axes[i]) for i in changing if dst.axes[i] != "_"]
         cur = src
-        for i, (a, b) in enumerate(zip(src.axes, dst.axes)):
-            if a == b:
-                continue
+        for n, (i, b) in enumerate(steps):
             axes = cur.axes[:i] + (b,) + cur.axes[i + 1:]
-            nxt = dst if axes == dst.axes else self._temp_dist(cur.shape, axes, span)
+            nxt = dst if n == len(steps) - 1 else self._temp_dist(cur.shape, axes, span)
             if b == "_":
-                self._all_gather(nxt, cur, i, a, span)
+                self._all_gather(nxt, cur, i, cur.axes[i], span)
             else:
                 tile = IVar("tx" if b == "x" else "ty")
                 self._emit(Copy(nxt.view, _slice(cur.view, i, tile, nxt.view.dims[i][0])), span)

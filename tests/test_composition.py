@@ -55,19 +55,34 @@ kernel halves(X: f32[R, C] block(y, _)) -> Y: f32[R, C] block(y, _)
     assert_bits_equal(out["Y"], want)
 
 
-def test_transpose_across_the_mesh_is_refused_with_a_reason(tmp_path):
+def test_transpose_across_the_mesh(tmp_path, rng):
+    """block(y, x) -> block(x, y): tile (x, y) ends up with the block tile (y, x) had."""
     text = """
 kernel t(A: f32[M, N] block(y, x)) -> B: f32[M, N] block(x, y)
 {
     B = A
 }
 """
+    A = rng.standard_normal((6, 8)).astype(np.float32)
+    compiled = compile_text(tmp_path, text, (2, 2), {"A": A.shape})
+    out, _ = run_program(compiled.program, {"A": A})
+    assert_bits_equal(out["B"], A)  # same global tensor, new layout
+    io = {t.name: t for t in compiled.program.io}
+    assert io["B"].axes == ("x", "y") and io["B"].block == (3, 4)
+
+
+def test_mismatched_distribution_that_cannot_be_redistributed(tmp_path):
+    """The caller holds A as block(y, _) (6 rows over 2 tile rows); the callee wants its
+    rows split over the 4 tile columns, which 6 rows cannot be."""
+    (tmp_path / "cols.tg").write_text(
+        "kernel cols(X: f32[R, C] block(x, _)) -> Y: f32[R, C] block(x, _)\n{\n    Y = X\n}\n")
+    text = ('import "cols.tg"\n'
+            "kernel top(A: f32[M, N] block(y, _)) -> B: f32[M, N] block(y, _)\n{\n    B = cols(A)\n}\n")
     with pytest.raises(CompileError) as err:
-        compile_text(tmp_path, text, (2, 2), {"A": (4, 4)})
+        compile_text(tmp_path, text, (4, 2), {"A": (6, 4)})
     msg = str(err.value)
-    assert "cannot redistribute block(y, x) to block(x, y)" in msg
-    assert "dimension 0 would move from grid axis y to x" in msg
-    assert msg.startswith(f"{tmp_path / 'prog.tg'}:4:5: error:")
+    assert msg.startswith(f"{tmp_path / 'prog.tg'}:4:9: error: in the call to 'cols': 'X' dimension 0 has size 6")
+    assert "must be divisible by 4" in msg
 
 
 def test_errors_inside_a_called_kernel_point_into_its_file(tmp_path):
