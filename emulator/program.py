@@ -163,10 +163,13 @@ class Program:
     def format_plan(self) -> str:
         cfg = self.config
         lines = [f"SRAM plan per tile: {self.sram_bytes_used()} of {cfg.sram_bytes} bytes "
-                 f"(data {self.sram_words * cfg.word_bytes}, code and descriptors {self.code_bytes()})"]
-        for b in sorted(self.buffers, key=lambda b: (b.addr, b.name)):
+                 f"(data {self.sram_words * cfg.word_bytes}, code and descriptors {self.code_bytes()})",
+                 "  buffers whose live ranges (program steps) do not overlap share addresses",
+                 "    addr    size  live         kind   name"]
+        for b in sorted(self.buffers, key=lambda b: (b.addr, b.live, b.name)):
             shape = "x".join(map(str, b.shape)) if b.shape else "-"
-            lines.append(f"  {b.addr * cfg.word_bytes:6d}  {b.words * cfg.word_bytes:6d} B  "
+            live = f"{b.live[0]}-{b.live[1]}"
+            lines.append(f"  {b.addr * cfg.word_bytes:6d}  {b.words * cfg.word_bytes:6d} B  {live:<11}  "
                          f"{b.kind:<6} {b.name} [{shape}]")
         return "\n".join(lines)
 
