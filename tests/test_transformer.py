@@ -100,3 +100,19 @@ def test_mlp(grid):
     p = {k: v.astype(np.float64) for k, v in inputs.items()}
     want = gelu64(p["X"] @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
     assert np.allclose(result.outputs["Y"], want, rtol=1e-4, atol=1e-5)
+
+
+def test_block_plan_never_shares_sram_between_live_buffers():
+    spec = kernels.BUNDLED["transformer_block"]
+    shapes = {k: v.shape for k, v in spec.make_inputs(np.random.default_rng(0), spec.demo_sizes).items()}
+    prog = tilegrid.compile_kernel("transformer_block", grid=(8, 8), shapes=shapes).program
+    bufs = [b for b in prog.buffers if b.words > 0]
+    assert len(bufs) > 50  # every inlined kernel's buffers are in the one plan
+    shared = 0
+    for i, a in enumerate(bufs):
+        for b in bufs[i + 1:]:
+            if a.addr < b.addr + b.words and b.addr < a.addr + a.words:
+                shared += 1
+                assert a.live[1] < b.live[0] or b.live[1] < a.live[0], (a.name, b.name)
+    assert shared > 0  # lifetime-aware reuse actually happens
+    assert prog.sram_words < sum(b.words for b in bufs)
