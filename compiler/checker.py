@@ -8,52 +8,19 @@ the span of the offending source.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from emulator.transcendentals import exp_f32, tanh_f32
-
 from . import ast
+from .builtins import (BUILTINS, COLLECTIVES, DIRECTIONS, ELEMENTWISE, LOCAL_REDUCTIONS, MASK_VALUE, MAX_RANK,
+                       REDUCE_OPS, SCALAR_UNARY, UNARY_FUNCS)
+from .composition import Composition
+from .symbols import Dist, Sym
 from .diagnostics import CompileError, Span
-from .spatial_ir import (Broadcast, Buffer, Copy, Elementwise, Fill, Fmac, IBool, ICmp, IConst, ibin,
-                         IfTile, INot, IVar, Loop, Mask, MatMac, Reduce, Scale, Shift, SpatialKernel,
-                         TensorPlacement, Unary, View)
+from .scalars import ScalarEval, iadd, imul, to_iexpr
+from .spatial_ir import (Broadcast, Buffer, Copy, Elementwise, Fill, Fmac, IConst, IfTile, IVar, Loop, Mask,
+                         MatMac, Reduce, Scale, Shift, SpatialKernel, TensorPlacement, Unary, View, fmt_shape,
+                         ibin)
 
-BUILTINS = {"W", "H", "tx", "ty"}
-DIRECTIONS = ("east", "west", "south", "north")
-REDUCE_OPS = ("add", "max")
-COLLECTIVES = {"broadcast_row", "broadcast_col", "shift", "rotate", "reduce_row", "reduce_col"}
-ELEMENTWISE = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
-UNARY_FUNCS = {"exp", "tanh", "sqrt"}
-LOCAL_REDUCTIONS = {"rowsum": ("add", 0.0), "rowmax": ("max", float("-inf"))}
-SCALAR_UNARY = {"exp": exp_f32, "tanh": tanh_f32, "sqrt": np.sqrt}
-TENSOR_FUNCS = UNARY_FUNCS | set(LOCAL_REDUCTIONS) | {"transpose", "max", "min", "causal_mask"}
-# Masked scores get a large finite negative value, not -inf: an online softmax whose first
-# block is fully masked then computes exp(0) for them instead of exp(-inf - -inf) = NaN,
-# and the later rescale by exp(-1e30 - m) = 0 removes them exactly.
-MASK_VALUE = -1e30
-MAX_RANK = 4
-
-
-class Sym:
-    """What a name stands for."""
-
-    def __init__(self, kind: str, value, span: Span | None = None, dist: "Dist | None" = None):
-        self.kind = kind       # int | float | rint | tensor
-        self.value = value     # python int / float, IExpr, or the tile's View of a tensor
-        self.span = span
-        self.dist = dist       # for distributed tensors: the global shape and grid axes
-
-
-class Dist:
-    """A distributed tensor: the global shape, the grid axis of each dim, the tile's block."""
-
-    def __init__(self, shape: tuple, axes: tuple, view: View):
-        self.shape, self.axes, self.view = tuple(shape), tuple(axes), view
-
-    def describe(self) -> str:
-        return "block(" + ", ".join(self.axes) + ")"
 
 
 class Shared:
@@ -71,7 +38,7 @@ def check_kernel(kernel: ast.Kernel, width: int, height: int, input_shapes: dict
     return Checker(kernel, width, height, Shared(kernels or {kernel.name: kernel})).run(input_shapes, params)
 
 
-class Checker:
+class Checker(ScalarEval, Composition):
     def __init__(self, kernel: ast.Kernel, width: int, height: int, shared: Shared,
                  ranges: dict | None = None, prefix: str = "", call_stack: tuple = (),
                  call_site: Span | None = None):
@@ -423,7 +390,7 @@ class Checker:
                 raise CompileError(f"{e.func}() needs a tensor", e.args[0].span)
             if e.func == "transpose":
                 if len(v.dims) != 2:
-                    raise CompileError(f"transpose() takes a matrix, got shape {_fmt(v.shape)}", e.span)
+                    raise CompileError(f"transpose() takes a matrix, got shape {fmt_shape(v.shape)}", e.span)
                 return View(v.buffer, v.offset, tuple(reversed(v.dims)))
             if e.func in LOCAL_REDUCTIONS:
                 return self._local_reduce(e.func, v, e, dst)
@@ -451,7 +418,7 @@ class Checker:
         if isinstance(v, float) or len(v.shape) != 2:
             raise CompileError("causal_mask() takes a matrix of scores", e.args[0].span)
         q0, k0 = self._int(e.args[1]), self._int(e.args[2])
-        offset = ibin("-", _to_iexpr(q0), _to_iexpr(k0))
+        offset = ibin("-", to_iexpr(q0), to_iexpr(k0))
         out = dst if dst is not None and dst.shape == v.shape else self._temp(v.shape, e.span)
         if not out.same_as(v):
             self._emit(Copy(out, v), e.span)
@@ -507,19 +474,19 @@ class Checker:
     def _matmul_shape(self, a: View, b: View, e) -> tuple:
         if len(a.shape) not in (1, 2) or len(b.shape) not in (1, 2) or (len(a.shape) == len(b.shape) == 1):
             raise CompileError(f"'@' takes matrices or a matrix and a vector, got shapes "
-                               f"{_fmt(a.shape)} and {_fmt(b.shape)}", e.span)
+                               f"{fmt_shape(a.shape)} and {fmt_shape(b.shape)}", e.span)
         k_a = a.shape[-1]
         k_b = b.shape[0]
         if k_a != k_b:
-            raise CompileError(f"shape mismatch in '@': {_fmt(a.shape)} @ {_fmt(b.shape)} "
+            raise CompileError(f"shape mismatch in '@': {fmt_shape(a.shape)} @ {fmt_shape(b.shape)} "
                                f"(inner sizes {k_a} and {k_b})", e.span)
         return tuple(a.shape[:-1]) + tuple(b.shape[1:])
 
     def _matmac(self, c: View, a: View, b: View, e) -> MatMac:
         shape = self._matmul_shape(a, b, e)
         if c.shape != shape:
-            raise CompileError(f"shape mismatch: {_fmt(a.shape)} @ {_fmt(b.shape)} gives {_fmt(shape)}, "
-                               f"the target is {_fmt(c.shape)}", e.span)
+            raise CompileError(f"shape mismatch: {fmt_shape(a.shape)} @ {fmt_shape(b.shape)} gives {fmt_shape(shape)}, "
+                               f"the target is {fmt_shape(c.shape)}", e.span)
         # Everything becomes [rows, cols]: a vector is a 1-row or 1-column matrix.
         a2 = a if len(a.shape) == 2 else View(a.buffer, a.offset, ((1, 0),) + a.dims)
         b2 = b if len(b.shape) == 2 else View(b.buffer, b.offset, b.dims + ((1, 0),))
@@ -550,7 +517,7 @@ class Checker:
         if v.shape == tuple(shape):
             return v
         if len(v.dims) > len(shape):
-            raise CompileError(f"shape mismatch: {_fmt(v.shape)} does not fit {_fmt(shape)}", span)
+            raise CompileError(f"shape mismatch: {fmt_shape(v.shape)} does not fit {fmt_shape(shape)}", span)
         dims = [(1, 0)] * (len(shape) - len(v.dims)) + list(v.dims)
         out = []
         for (extent, stride), want in zip(dims, shape):
@@ -559,7 +526,7 @@ class Checker:
             elif extent == 1:
                 out.append((want, 0))
             else:
-                raise CompileError(f"shape mismatch: {_fmt(v.shape)} does not broadcast to {_fmt(shape)}", span)
+                raise CompileError(f"shape mismatch: {fmt_shape(v.shape)} does not broadcast to {fmt_shape(shape)}", span)
         return View(v.buffer, v.offset, tuple(out))
 
     # ------------------------------------------------------------- views
@@ -588,7 +555,7 @@ class Checker:
             if isinstance(idx, ast.Point):
                 at = self._int(idx.index)
                 self._check_range(at, 0, extent - 1, f"index into dimension {i} of '{name}'", idx.span)
-                offset = _iadd(offset, _imul(at, stride))
+                offset = iadd(offset, imul(at, stride))
             elif isinstance(idx, ast.Range):
                 lo = 0 if idx.lo is None else self._const(idx.lo, "a slice bound (use start +: length "
                                                                    "for a start known only at run time)")
@@ -596,7 +563,7 @@ class Checker:
                 if not 0 <= lo < hi <= extent:
                     raise CompileError(f"slice {lo}:{hi} is outside dimension {i} of '{name}' (size {extent})",
                                        idx.span)
-                offset = _iadd(offset, lo * stride)
+                offset = iadd(offset, lo * stride)
                 dims.append((hi - lo, stride))
             else:
                 length = self._const(idx.length, "a slice length")
@@ -607,188 +574,9 @@ class Checker:
                 self._check_range(start, 0, extent - length,
                                   f"slice start in dimension {i} of '{name}' (size {extent}, length {length})",
                                   idx.start.span)
-                offset = _iadd(offset, _imul(start, stride))
+                offset = iadd(offset, imul(start, stride))
                 dims.append((length, stride))
-        return View(view.buffer, _to_iexpr(offset), tuple(dims))
-
-    def _check_range(self, value, lo: int, hi: int, what: str, span):
-        vlo, vhi = (value, value) if isinstance(value, int) else self._interval(value)
-        if vlo < lo or vhi > hi:
-            shown = str(value) if isinstance(value, int) else f"values from {vlo} to {vhi}"
-            raise CompileError(f"{what} can take {shown}, outside {lo}..{hi}", span)
-
-    def _interval(self, e) -> tuple[int, int]:
-        if isinstance(e, IConst):
-            return e.value, e.value
-        if isinstance(e, IVar):
-            return self.ranges[e.name]
-        a, b = self._interval(e.lhs), self._interval(e.rhs)
-        if e.op == "+":
-            return a[0] + b[0], a[1] + b[1]
-        if e.op == "-":
-            return a[0] - b[1], a[1] - b[0]
-        if e.op == "*":
-            p = [x * y for x in a for y in b]
-            return min(p), max(p)
-        if e.op == "//" and b[0] == b[1] and b[0] > 0:
-            return a[0] // b[0], a[1] // b[0]
-        if e.op == "%" and b[0] == b[1] and b[0] > 0:
-            if a[0] >= 0 and a[1] < b[0]:
-                return a
-            return 0, b[0] - 1
-        if e.op == "min":
-            return min(a[0], b[0]), min(a[1], b[1])
-        if e.op == "max":
-            return max(a[0], b[0]), max(a[1], b[1])
-        return -(1 << 31), (1 << 31) - 1
-
-    # ------------------------------------------- kernel calls, redistribution
-    def _dist_value(self, node) -> Dist:
-        """A distributed tensor named by a Name, LValue or Subscript (slices only of whole dims)."""
-        name = node.name if isinstance(node, ast.LValue) else node.id if isinstance(node, ast.Name) else \
-            node.base.id if isinstance(node, ast.Subscript) and isinstance(node.base, ast.Name) else None
-        indices = node.indices if isinstance(node, (ast.LValue, ast.Subscript)) else []
-        sym = self._lookup(name, node.span) if name else None
-        if sym is None or sym.kind != "tensor" or sym.dist is None:
-            raise CompileError("a distributed tensor is needed here (a kernel parameter, output or `tensor` "
-                               "declaration), not a local block", node.span)
-        d = sym.dist
-        if not indices:
-            return d
-        view = self._index(d.view, indices, name, node.span)
-        shape, axes = [], []
-        for i, (size, axis) in enumerate(zip(d.shape, d.axes)):
-            idx = indices[i] if i < len(indices) else None
-            whole = idx is None or (isinstance(idx, ast.Range) and idx.lo is None and idx.hi is None)
-            if axis != "_" and not whole:
-                raise CompileError(f"dimension {i} of '{name}' is split over the grid ({d.describe()}); "
-                                   "only dimensions that are not split can be sliced here", idx.span)
-            if isinstance(idx, ast.Point):
-                continue
-            shape.append(size if whole else view.dims[len(shape)][0])
-            axes.append(axis)
-        return Dist(tuple(shape), tuple(axes), view)
-
-    def _needs_redistribution(self, target: ast.LValue, value) -> bool:
-        if not isinstance(value, (ast.Name, ast.Subscript)) or target.indices:
-            return False
-        t = self._find(target.name)
-        src = self._find(value.id if isinstance(value, ast.Name) else getattr(value.base, "id", ""))
-        if t is None or src is None or t.dist is None or src.dist is None or isinstance(value, ast.Subscript):
-            return False
-        return t.dist.axes != src.dist.axes
-
-    def _temp_dist(self, shape: tuple, axes: tuple, span) -> Dist:
-        block = []
-        for i, (size, a) in enumerate(zip(shape, axes)):
-            parts = self.W if a == "x" else self.H if a == "y" else 1
-            if size % parts:
-                raise CompileError(f"cannot lay out a tensor of shape {_fmt(shape)} as block({', '.join(axes)}): "
-                                   f"dimension {i} ({size}) is not divisible by {parts}", span)
-            block.append(size // parts)
-        view = self._temp(tuple(block), span)
-        return Dist(shape, axes, view)
-
-    def _redistribute(self, dst: Dist, src: Dist, span):
-        """Move src into dst's distribution, one dimension at a time: first every
-        dimension that changes is gathered whole (an all-gather by broadcasts along
-        its grid axis), then each is cut to its new axis (every tile keeps its own
-        block, no communication). A transpose across the mesh, block(y, x) to
-        block(x, y), passes through block(_, _): simple, and an SRAM error says so
-        when the whole tensor does not fit on a tile."""
-        if dst.shape != src.shape:
-            raise CompileError(f"shape mismatch: {_fmt(src.shape)} into {_fmt(dst.shape)}", span)
-        if dst.axes == src.axes:
-            if not dst.view.same_as(src.view):
-                self._emit(Copy(dst.view, src.view), span)
-            return
-        for i, size in enumerate(dst.shape):  # can the target layout exist at all?
-            parts = self.W if dst.axes[i] == "x" else self.H if dst.axes[i] == "y" else 1
-            if size % parts:
-                raise CompileError(f"cannot redistribute {src.describe()} to {dst.describe()}: dimension {i} "
-                                   f"({size}) is not divisible by the {parts} tiles along grid axis {dst.axes[i]}",
-                                   span)
-        changing = [i for i, (a, b) in enumerate(zip(src.axes, dst.axes)) if a != b]
-        steps = [(i, "_") for i in changing if src.axes[i] != "_"] + \
-                [(i, dst.axes[i]) for i in changing if dst.axes[i] != "_"]
-        cur = src
-        for n, (i, b) in enumerate(steps):
-            axes = cur.axes[:i] + (b,) + cur.axes[i + 1:]
-            nxt = dst if n == len(steps) - 1 else self._temp_dist(cur.shape, axes, span)
-            if b == "_":
-                self._all_gather(nxt, cur, i, cur.axes[i], span)
-            else:
-                tile = IVar("tx" if b == "x" else "ty")
-                self._emit(Copy(nxt.view, _slice(cur.view, i, tile, nxt.view.dims[i][0])), span)
-            cur = nxt
-
-    def _all_gather(self, dst: Dist, src: Dist, dim: int, axis: str, span):
-        """dst (dim whole) = the blocks of src (dim split over `axis`) from every tile along it."""
-        n = self.W if axis == "x" else self.H
-        self.shared.temps += 1
-        var = f"%gather{self.shared.temps}"
-        self.ranges[var] = (0, n - 1)
-        piece = _slice(dst.view, dim, IVar(var), src.view.dims[dim][0])
-        bcast = Broadcast("row" if axis == "x" else "col", piece, src.view, IVar(var))
-        self._emit(Loop(var, 0, n, [bcast]), span)
-
-    def _call(self, target: Dist, e: ast.Call, span):
-        """Inline kernel e.func: its params bind to the caller's tensors (redistributed
-        if the layouts differ) and its output to the target."""
-        callee = self.shared.kernels[e.func]
-        if callee.name in self.call_stack:
-            raise CompileError(f"kernel '{callee.name}' calls itself", e.span)
-        tparams = [p for p in callee.params if isinstance(p, ast.TensorDecl)]
-        sparams = {p.name for p in callee.params if isinstance(p, ast.ScalarParam)}
-        if len(e.args) != len(tparams):
-            raise CompileError(f"kernel '{callee.name}' takes {len(tparams)} tensors "
-                               f"({', '.join(p.name for p in tparams)}), got {len(e.args)}", e.span)
-        if len(callee.outputs) != 1:
-            raise CompileError(f"kernel '{callee.name}' has {len(callee.outputs)} outputs; calls take kernels "
-                               "with one output", e.span)
-        params = {}
-        for name, expr in e.kwargs.items():
-            if name not in sparams:
-                raise CompileError(f"kernel '{callee.name}' has no parameter '{name}'", expr.span)
-            value = self._value(expr)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise CompileError(f"'{name}' must be a number known at compile time", expr.span)
-            params[name] = value
-        args = [self._dist_value(a) for a in e.args]
-        child = Checker(callee, self.W, self.H, self.shared, self.ranges, f"{self.prefix}{callee.name}.",
-                        self.call_stack, self.call_site or e.span)
-        try:
-            child._bind_scalar_params(params)
-            child._bind_sizes({p.name: arg.shape for p, arg in zip(tparams, args)}, {})
-            layouts = [child._layout(p) for p in tparams]
-            out_shape, out_axes, _ = child._layout(callee.outputs[0])
-        except CompileError as err:
-            raise CompileError(f"in the call to '{callee.name}': {err.message}", e.span) from None
-        for p, arg, (shape, axes, _) in zip(tparams, args, layouts):
-            view = arg.view
-            if axes != arg.axes:  # the caller's layout is not the callee's: redistribute a copy
-                tmp = self._temp_dist(shape, axes, e.span)
-                self._redistribute(tmp, arg, e.span)
-                view = tmp.view
-            child._define(p.name, Sym("tensor", view, p.span, Dist(shape, axes, view)))
-        if out_shape != target.shape:
-            raise CompileError(f"shape mismatch: '{callee.name}' returns {_fmt(out_shape)}, the target is "
-                               f"{_fmt(target.shape)}", span)
-        reads = {a.view.buffer for a in args}
-        direct = out_axes == target.axes and target.view.buffer not in reads
-        out = target if direct else self._temp_dist(out_shape, out_axes, e.span)
-        child._define(callee.outputs[0].name, Sym("tensor", out.view, callee.outputs[0].span,
-                                                  Dist(out_shape, out_axes, out.view)))
-        try:
-            child._block(callee.body)
-        except CompileError as err:
-            where = f"{self.k.path}:{e.span.line}:{e.span.column}"
-            err.message += f" (in '{callee.name}' called from {where})"
-            err.args = (err.message,)
-            raise err.attach(callee.path, callee.source)
-        self.ops.extend(child.ops)
-        if not direct:
-            self._redistribute(target, out, span)
+        return View(view.buffer, to_iexpr(offset), tuple(dims))
 
     # -------------------------------------------------------- collectives
     def _collective(self, dst: View, e: ast.Call, span):
@@ -799,8 +587,8 @@ class Checker:
         if isinstance(src, float):
             raise CompileError(f"{f}() sends a tensor, not a number", e.args[0].span)
         if src.shape != dst.shape:
-            raise CompileError(f"shape mismatch: {f}() sends {_fmt(src.shape)} into a target of shape "
-                               f"{_fmt(dst.shape)}", e.span)
+            raise CompileError(f"shape mismatch: {f}() sends {fmt_shape(src.shape)} into a target of shape "
+                               f"{fmt_shape(dst.shape)}", e.span)
         if src.buffer is dst.buffer and not src.same_as(dst):
             raise CompileError(f"{f}(): source and target overlap in '{dst.buffer.name}'", e.span)
         if f in ("broadcast_row", "broadcast_col"):
@@ -810,7 +598,7 @@ class Checker:
             root = self._int(e.kwargs["from"])
             n = self.W if f == "broadcast_row" else self.H
             self._check_range(root, 0, n - 1, f"{f} root", e.kwargs["from"].span)
-            self._emit(Broadcast(f[len("broadcast_"):], dst, src, _to_iexpr(root)), span)
+            self._emit(Broadcast(f[len("broadcast_"):], dst, src, to_iexpr(root)), span)
         elif f in ("shift", "rotate"):
             word = self._word_arg(e, DIRECTIONS, "direction")
             self._emit(Shift(word, dst, src, wrap=(f == "rotate")), span)
@@ -824,182 +612,16 @@ class Checker:
             raise CompileError(f"{e.func}() takes a tensor and a {what}: " + ", ".join(words), span)
         return e.args[1].id
 
-    # ------------------------------------------------------ scalar values
-    def _value(self, e):
-        """Evaluate a scalar expression: int/float/bool if known now, else an IExpr/ICond."""
-        if isinstance(e, ast.Number):
-            return e.value
-        if isinstance(e, ast.Name):
-            sym = self._lookup(e.id, e.span)
-            if sym.kind == "tensor":
-                raise CompileError(f"'{e.id}' is a tensor; a number is needed here", e.span)
-            return sym.value
-        if isinstance(e, ast.Neg):
-            v = self._value(e.operand)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return -v
-            return ibin("-", IConst(0), v)
-        if isinstance(e, ast.Not):
-            c = self._cond(e.operand)
-            return (not c) if isinstance(c, bool) else INot(c)
-        if isinstance(e, ast.Call):
-            return self._scalar_call(e)
-        if isinstance(e, ast.BinOp):
-            if e.op in ("and", "or"):
-                a, b = self._cond(e.lhs), self._cond(e.rhs)
-                if isinstance(a, bool) and isinstance(b, bool):
-                    return (a and b) if e.op == "and" else (a or b)
-                if isinstance(a, bool):
-                    return b if (a if e.op == "and" else not a) else a
-                if isinstance(b, bool):
-                    return a if (b if e.op == "and" else not b) else b
-                return IBool(e.op, a, b)
-            a, b = self._value(e.lhs), self._value(e.rhs)
-            if e.op in ("==", "!=", "<", "<=", ">", ">="):
-                if _known(a) and _known(b):
-                    return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b,
-                            ">": a > b, ">=": a >= b}[e.op]
-                return ICmp(e.op, self._as_iexpr(a, e.lhs), self._as_iexpr(b, e.rhs))
-            if e.op == "@":
-                raise CompileError("'@' needs tensors", e.span)
-            if _known(a) and _known(b):
-                return self._fold(e, a, b)
-            if e.op == "/":
-                raise CompileError("'/' needs both sides known at compile time (exact division); use '//' "
-                                   "for floor division of run-time values", e.span)
-            return ibin(e.op, self._as_iexpr(a, e.lhs), self._as_iexpr(b, e.rhs))
-        if isinstance(e, ast.Subscript):
-            raise CompileError("a tensor element is not a compile-time number", e.span)
-        raise CompileError("expected a number", e.span)
-
-    def _fold(self, e: ast.BinOp, a, b):
-        if isinstance(a, bool) or isinstance(b, bool):
-            raise CompileError(f"operator '{e.op}' does not apply to conditions", e.span)
-        if e.op in ("//", "%", "/") and b == 0:
-            raise CompileError("division by zero", e.span)
-        if isinstance(a, float) or isinstance(b, float):  # compile-time floats are f32, like the machine
-            fa, fb = np.float32(a), np.float32(b)
-            ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
-            if e.op not in ops:
-                raise CompileError(f"operator '{e.op}' needs integers", e.span)
-            return float(ops[e.op](fa, fb))
-        if e.op == "+":
-            return a + b
-        if e.op == "-":
-            return a - b
-        if e.op == "*":
-            return a * b
-        if e.op == "/":
-            if isinstance(a, int) and isinstance(b, int):
-                if a % b:
-                    raise CompileError(f"{_src(e.lhs)} / {_src(e.rhs)}: {a} is not divisible by {b}", e.span)
-                return a // b
-            return a / b
-        if e.op == "//":
-            return a // b
-        if e.op == "%":
-            return a % b
-        raise CompileError(f"operator '{e.op}' does not apply here", e.span)
-
-    def _scalar_call(self, e: ast.Call):
-        if e.func not in ("lcm", "gcd", "min", "max") and e.func not in COLLECTIVES | TENSOR_FUNCS:
-            raise CompileError(f"unknown function '{e.func}'", e.span)
-        args = [self._value(a) for a in e.args]
-        if e.kwargs:
-            raise CompileError(f"{e.func}() takes no keyword arguments", e.span)
-        if e.func in ("lcm", "gcd", "min", "max") and len(args) == 2:
-            a, b = args
-            if _known(a) and _known(b):
-                if e.func == "lcm":
-                    return math.lcm(int(a), int(b))
-                if e.func == "gcd":
-                    return math.gcd(int(a), int(b))
-                return min(a, b) if e.func == "min" else max(a, b)
-            if e.func in ("min", "max"):
-                return ibin(e.func, self._as_iexpr(a, e.args[0]), self._as_iexpr(b, e.args[1]))
-            raise CompileError(f"{e.func}() needs values known at compile time", e.span)
-        if e.func in ("lcm", "gcd", "min", "max"):
-            raise CompileError(f"{e.func}() takes two arguments", e.span)
-        if e.func in COLLECTIVES:
-            raise CompileError(f"{e.func}(...) must be the whole right-hand side of an assignment", e.span)
-        if e.func in UNARY_FUNCS and len(args) == 1 and _known(args[0]) and not isinstance(args[0], bool):
-            return float(SCALAR_UNARY[e.func](np.float32(args[0])))
-        if e.func in TENSOR_FUNCS:
-            raise CompileError(f"{e.func}() works on tensors; a number is needed here", e.span)
-        raise CompileError(f"unknown function '{e.func}'", e.span)
-
-    def _as_iexpr(self, v, e):
-        if isinstance(v, bool) or isinstance(v, float):
-            raise CompileError("an integer is needed here", e.span)
-        if isinstance(v, int):
-            return IConst(v)
-        if isinstance(v, (ICmp, IBool, INot)):
-            raise CompileError("a condition cannot be used as a number", e.span)
-        return v
-
-    def _int(self, e):
-        v = self._value(e)
-        if isinstance(v, bool) or isinstance(v, float) or isinstance(v, (ICmp, IBool, INot)):
-            raise CompileError("an integer is needed here", e.span)
-        return v
-
-    def _const(self, e, what: str) -> int:
-        v = self._value(e)
-        if isinstance(v, bool) or not isinstance(v, int):
-            if isinstance(v, float):
-                raise CompileError(f"{what} must be an integer, got {v!r}", e.span)
-            raise CompileError(f"{what} must be known at compile time", e.span)
-        return v
-
-    def _cond(self, e):
-        v = self._value(e)
-        if isinstance(v, (bool, ICmp, IBool, INot)):
-            return v
-        raise CompileError("expected a condition (a comparison)", e.span)
-
-
 # --------------------------------------------------------------- helpers
-def _known(v) -> bool:
-    return isinstance(v, (int, float))
-
-
-def _iadd(a, b):
-    if isinstance(a, int) and isinstance(b, int):
-        return a + b
-    return ibin("+", _to_iexpr(a), _to_iexpr(b))
-
-
-def _imul(a, c: int):
-    if isinstance(a, int):
-        return a * c
-    return ibin("*", a, IConst(c))
-
-
-def _to_iexpr(v):
-    return IConst(v) if isinstance(v, int) else v
-
-
-def _slice(view: View, dim: int, index, length: int) -> View:
-    """view with dimension `dim` cut to [index * length, (index + 1) * length)."""
-    extent, stride = view.dims[dim]
-    offset = ibin("+", view.offset, ibin("*", _to_iexpr(index), IConst(length * stride)))
-    dims = view.dims[:dim] + ((length, stride),) + view.dims[dim + 1:]
-    return View(view.buffer, offset, dims)
-
-
 def _broadcast_shapes(a: tuple, b: tuple, e) -> tuple:
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
         x = a[-i] if i <= len(a) else 1
         y = b[-i] if i <= len(b) else 1
         if x != y and 1 not in (x, y):
-            raise CompileError(f"shape mismatch: {_fmt(a)} and {_fmt(b)} do not broadcast", e.span)
+            raise CompileError(f"shape mismatch: {fmt_shape(a)} and {fmt_shape(b)} do not broadcast", e.span)
         out.append(max(x, y))
     return tuple(reversed(out))
-
-
-def _fmt(shape) -> str:
-    return "[" + ", ".join(map(str, shape)) + "]"
 
 
 def _names(e):
@@ -1012,11 +634,3 @@ def _names(e):
             for item in v:
                 if isinstance(item, ast.Node):
                     yield from _names(item)
-
-
-def _src(e) -> str:
-    if isinstance(e, ast.Name):
-        return e.id
-    if isinstance(e, ast.Number):
-        return str(e.value)
-    return "(...)"

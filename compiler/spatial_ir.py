@@ -135,6 +135,10 @@ class View:
         return self.buffer is other.buffer and self.offset == other.offset and self.dims == other.dims
 
 
+def fmt_shape(shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
 def format_view(v: View) -> str:
     if v.offset == IConst(0) and v.dims == v.buffer.full_view().dims:
         return v.buffer.name

@@ -12,7 +12,7 @@ merged, so a dense block becomes one long unit-stride row.
 import numpy as np
 from numba import njit
 
-from .isa import VADD, VDIV, VEXP, VMAX, VMIN, VMUL, VSQRT, VSUB, VTANH
+from .isa import VADD, VEXP, VMAX, VMIN, VMUL, VSQRT, VSUB
 from .simd_matmac import simd_matmac
 from .transcendentals import exp_f32, tanh_f32
 

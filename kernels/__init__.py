@@ -38,7 +38,7 @@ def _mlp_inputs(rng, s):
 
 
 def _block_inputs(rng, s):
-    dm, dff = s["Dm"], s["Dff"]
+    dm = s["Dm"]
     weights = {w: _randn(rng, dm, dm, scale=dm ** -0.5) for w in ("wq", "wk", "wv", "wo")}
     mlp = _mlp_inputs(rng, s)
     return {"x": _randn(rng, s["S"], dm),
