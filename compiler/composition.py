@@ -21,8 +21,6 @@ def slice_dim(view: View, dim: int, index, length: int) -> View:
     return View(view.buffer, offset, dims)
 
 
-
-
 class Composition:
     def _dist_value(self, node) -> Dist:
         """A distributed tensor named by a Name, LValue or Subscript (slices only of whole dims)."""
