@@ -194,11 +194,20 @@ def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fif
 @njit(cache=True, parallel=True)
 def compute_phase(code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fifo_head, fifo_count,
                   fifo_ready, clock, busy, icount, timing, max_instructions):
-    """Run every runnable tile until it blocks; returns instructions retired."""
+    """Run every runnable tile until it blocks.
+
+    Returns (instructions retired, tiles halted, tiles faulted), so the driver
+    needs no pass of its own over the status array."""
     total = 0
+    halted = 0
+    faulted = 0
     for t in prange(pc.shape[0]):
         if status[t] == ST_RUN:
             total += run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo,
                               fifo_head, fifo_count, fifo_ready, clock, busy, icount, timing,
                               max_instructions)
-    return total
+        if status[t] == ST_HALT:
+            halted += 1
+        elif status[t] == ST_FAULT:
+            faulted += 1
+    return total, halted, faulted

@@ -137,25 +137,26 @@ class Emulator:
         t0 = time.perf_counter()
         while True:
             rounds += 1
-            retired = compute_phase(p.code, p.descs, p.fimm, s.mem, s.regs, s.pc, s.status, s.fault,
-                                    s.xfer, s.fifo, s.fifo_head, s.fifo_count, s.fifo_ready, s.clock,
-                                    s.busy, s.icount, timing, self.max_instructions)
-            if np.any(s.status == ST_FAULT):
+            retired, halted, faulted = compute_phase(
+                p.code, p.descs, p.fimm, s.mem, s.regs, s.pc, s.status, s.fault, s.xfer, s.fifo, s.fifo_head,
+                s.fifo_count, s.fifo_ready, s.clock, s.busy, s.icount, timing, self.max_instructions)
+            if faulted:
                 self._raise_fault()
+            if halted == cfg.tiles:  # nobody left to send, so nothing is in flight either
+                break
             moved = 0
             while True:
                 m, n_tasks, full = fabric.fabric_phase(
                     p.code, p.descs, s.regs, s.pc, s.status, s.xfer, s.fifo_head, s.fifo_count,
                     s.fifo_ready, s.owner, s.routes, cfg.width, cfg.height, cfg.queue_depth, s.clock,
                     s.icount, s.sent, s.link_wavelets, s.link_free, timing, s.route_scratch, self._tasks, err)
-                fabric.run_copy_tasks(self._tasks, n_tasks, p.descs, s.mem, s.fifo)
+                if n_tasks:
+                    fabric.run_copy_tasks(self._tasks, n_tasks, p.descs, s.mem, s.fifo)
                 moved += m
                 if err[0]:
                     self._raise_fabric_error(err)
                 if not full:
                     break
-            if np.all(s.status == ST_HALT):
-                break
             if retired == 0 and moved == 0:
                 raise DeadlockError(self._deadlock_report())
         wall = time.perf_counter() - t0
