@@ -37,3 +37,37 @@ def test_random_gemv(seed):
     y = tilegrid.run_kernel("gemv", {"A": A, "x": x}, grid=(W, H)).outputs["y"]
     assert_bits_equal(y, ordered_gemv(A, x, W))
     assert np.allclose(y, A.astype(np.float64) @ x.astype(np.float64), rtol=1e-4, atol=1e-4 * N)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_configurations_of_every_kernel(seed):
+    """Random kernel, sizes, grid and queue depth (down to 1 wavelet, so back-pressure is
+    everywhere): it either fails to compile with a CompileError, or runs bit-exact."""
+    import random
+
+    import kernels
+    from compiler import CompileError
+    from emulator import MachineConfig
+
+    rnd = random.Random(seed)
+    ran = 0
+    for _ in range(12):
+        name = rnd.choice(sorted(kernels.BUNDLED))
+        spec = kernels.BUNDLED[name]
+        sizes = {k: rnd.choice([2, 4, 6, 8, 12, 16]) for k in spec.demo_sizes}
+        grid = (rnd.randint(1, 4), rnd.randint(1, 4))
+        params = {}
+        if name in ("attention", "transformer_block"):
+            params["causal"] = rnd.randint(0, 1)
+        if name == "transformer_block":
+            params["heads"] = rnd.choice([1, 2, 4])
+        config = MachineConfig(queue_depth=rnd.choice([1, 2, 8]))
+        inputs = spec.make_inputs(np.random.default_rng(seed), sizes)
+        try:
+            result = tilegrid.run_kernel(name, inputs, grid=grid, params=params, config=config, check=True)
+        except CompileError as err:
+            assert str(err)  # a message, not a crash
+            continue
+        assert result.check.ok, (name, grid, sizes, result.check.summary())
+        ran += 1
+    assert ran >= 1
