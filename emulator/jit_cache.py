@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 
 CORE_MODULES = ("isa.py", "timing.py", "state.py", "simd_matmac.py", "transcendentals.py", "vector_ops.py",
-                "core.py", "fabric.py")
+                "core.py", "fabric.py", "scheduler.py")
 
 
 def cache_is_cold() -> bool:

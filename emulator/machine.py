@@ -1,6 +1,7 @@
 """Runs a Program on the emulated fabric: host I/O, the phase loop, stats.
 
-One run alternates two phases until every tile has halted:
+One run alternates two phases until every tile has halted (the loop itself is
+numba, in scheduler.py):
   compute phase (core.py, parallel over tiles): each runnable tile executes
       until it blocks on a transfer, halts or faults;
   fabric phase (fabric.py): blocked senders are matched with receivers and
@@ -15,8 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import fabric
-from .core import compute_phase
+from . import fabric, scheduler
 from .isa import SEND, format_instruction
 from .program import Program, TensorIO
 from .state import FAULT_NAMES, ST_FAULT, ST_HALT, ST_RECV, ST_SEND, FabricState
@@ -133,32 +133,17 @@ class Emulator:
         cfg = p.config
         timing = cfg.timing_vector()
         err = np.zeros(3, dtype=np.int64)
-        rounds = 0
         t0 = time.perf_counter()
-        while True:
-            rounds += 1
-            retired, halted, faulted = compute_phase(
-                p.code, p.descs, p.fimm, s.mem, s.regs, s.pc, s.status, s.fault, s.xfer, s.fifo, s.fifo_head,
-                s.fifo_count, s.fifo_ready, s.clock, s.busy, s.icount, timing, self.max_instructions)
-            if faulted:
-                self._raise_fault()
-            if halted == cfg.tiles:  # nobody left to send, so nothing is in flight either
-                break
-            moved = 0
-            while True:
-                m, n_tasks, full = fabric.fabric_phase(
-                    p.code, p.descs, s.regs, s.pc, s.status, s.xfer, s.fifo_head, s.fifo_count,
-                    s.fifo_ready, s.owner, s.routes, cfg.width, cfg.height, cfg.queue_depth, s.clock,
-                    s.icount, s.sent, s.link_wavelets, s.link_free, timing, s.route_scratch, self._tasks, err)
-                if n_tasks:
-                    fabric.run_copy_tasks(self._tasks, n_tasks, p.descs, s.mem, s.fifo)
-                moved += m
-                if err[0]:
-                    self._raise_fabric_error(err)
-                if not full:
-                    break
-            if retired == 0 and moved == 0:
-                raise DeadlockError(self._deadlock_report())
+        outcome, rounds = scheduler.run_rounds(
+            p.code, p.descs, p.fimm, s.mem, s.regs, s.pc, s.status, s.fault, s.xfer, s.fifo, s.fifo_head,
+            s.fifo_count, s.fifo_ready, s.owner, s.routes, cfg.width, cfg.height, s.clock, s.busy, s.icount,
+            s.sent, s.link_wavelets, s.link_free, timing, s.route_scratch, self._tasks, err, self.max_instructions)
+        if outcome == scheduler.FAULT:
+            self._raise_fault()
+        if outcome == scheduler.FABRIC_ERROR:
+            self._raise_fabric_error(err)
+        if outcome == scheduler.DEADLOCK:
+            raise DeadlockError(self._deadlock_report())
         wall = time.perf_counter() - t0
         return self._stats(rounds, wall)
 
