@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--Dff", type=int, default=512)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--causal", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=15)
     args = ap.parse_args(argv)
     grid = parse_grid(args.grid)
     spec = kernels.BUNDLED["transformer_block"]

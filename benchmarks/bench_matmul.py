@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     ap.add_argument("--grid", default="16x16")
     ap.add_argument("--sram-kib", type=int, default=128)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     grid = parse_grid(args.grid)
