@@ -15,7 +15,6 @@ class Node:
 @dataclass
 class Number(Node):
     value: float | int
-    is_float: bool
 
 
 @dataclass

@@ -164,8 +164,8 @@ class BuildAst(Transformer):
     def number(self, meta, c):
         text = str(c[0])
         if any(ch in text for ch in ".eE"):
-            return ast.Number(_span(meta), float(text), True)
-        return ast.Number(_span(meta), int(text), False)
+            return ast.Number(_span(meta), float(text))
+        return ast.Number(_span(meta), int(text))
 
     def name(self, meta, c):
         return ast.Name(_span(meta), str(c[0]))

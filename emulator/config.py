@@ -1,7 +1,7 @@
 """The machine model: every figure of the emulated fabric in one object."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -46,9 +46,6 @@ class MachineConfig:
     @property
     def sram_words(self) -> int:
         return self.sram_bytes // self.word_bytes
-
-    def with_grid(self, width: int, height: int) -> "MachineConfig":
-        return replace(self, width=width, height=height)
 
     def timing_vector(self) -> np.ndarray:
         """The timing parameters, packed for the numba core (see timing.py)."""

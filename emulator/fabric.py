@@ -28,7 +28,7 @@ from .state import ST_RECV, ST_RUN, ST_SEND
 from .timing import hop_cycles, wire_cycles
 from .vector_ops import desc_base, desc_is_dense, desc_len, gather, scatter
 
-ERR_NONE, ERR_ROUTE_LOOP, ERR_NO_DESTINATION, ERR_CONFLICT = 0, 1, 2, 3
+ERR_ROUTE_LOOP, ERR_NO_DESTINATION, ERR_CONFLICT = 1, 2, 3  # 0: no error
 DX = np.array([0, 1, 0, -1], dtype=np.int64)
 DY = np.array([-1, 0, 1, 0], dtype=np.int64)
 OPP = np.array(OPPOSITE, dtype=np.int64)

@@ -18,8 +18,6 @@ NO_REG = -1
 # Router ports. A route maps each input port to a bit set of output ports.
 PORT_N, PORT_E, PORT_S, PORT_W, PORT_RAMP = 0, 1, 2, 3, 4
 PORT_NAMES = ("N", "E", "S", "W", "RAMP")
-# (dx, dy) of the neighbour behind each fabric port.
-PORT_DELTA = ((0, -1), (1, 0), (0, 1), (-1, 0))
 OPPOSITE = (PORT_S, PORT_W, PORT_N, PORT_E)
 
 # --- opcodes -----------------------------------------------------------------
@@ -63,8 +61,6 @@ VMASK = 46    # dst, imm#, r         dst[i, j] = fimm[imm#] where j - i > r (the
 SEND = 48     # color, src           inject a descriptor's worth of wavelets
 RECV = 49     # color, dst           take a descriptor's worth of wavelets
 
-VECTOR_BINARY = (VADD, VSUB, VMUL, VMAX, VMIN, VDIV)
-VECTOR_SPECIAL = (VDIV, VSQRT, VEXP, VTANH)   # cost special_cycles per element
 
 MNEMONIC = {
     HALT: "halt", LI: "li", ADDI: "addi", MULI: "muli", DIVI: "divi", MODI: "modi",
@@ -75,7 +71,6 @@ MNEMONIC = {
     VDIV: "vdiv", VSQRT: "vsqrt", VEXP: "vexp", VTANH: "vtanh", VMASK: "vmask",
     SEND: "send", RECV: "recv",
 }
-OPCODE = {name: op for op, name in MNEMONIC.items()}
 
 # operand kinds per opcode, for the disassembler and the program verifier:
 # r = register, i = immediate, t = branch target, d = descriptor,

@@ -34,7 +34,6 @@ import numpy as np
 from .isa import REG_TX, REG_TY
 
 ST_RUN, ST_SEND, ST_RECV, ST_HALT, ST_FAULT = 0, 1, 2, 3, 4
-STATUS_NAMES = ("running", "sending", "receiving", "halted", "faulted")
 
 FAULT_ADDRESS, FAULT_LIMIT, FAULT_DIVIDE, FAULT_PC = 1, 2, 3, 4
 FAULT_NAMES = {FAULT_ADDRESS: "descriptor outside the tile's SRAM plan",

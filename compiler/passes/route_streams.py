@@ -15,7 +15,7 @@ from emulator.isa import PORT_E, PORT_N, PORT_RAMP, PORT_S, PORT_W
 from ..diagnostics import CompileError
 from ..spatial_ir import Recv, Send, SpatialKernel, walk
 
-E, W_, N, S, R = (1 << PORT_E), (1 << PORT_W), (1 << PORT_N), (1 << PORT_S), (1 << PORT_RAMP)
+R = 1 << PORT_RAMP
 
 
 def route_streams(k: SpatialKernel, colors: int) -> SpatialKernel:
