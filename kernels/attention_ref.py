@@ -7,7 +7,7 @@ import numpy as np
 
 from emulator.transcendentals import exp
 
-from .ordered import chain_reduce, f32, matmac_ordered, rowreduce_ordered
+from .ordered import chain_reduce, f32, matmul_ordered, rowreduce_ordered
 
 MASK_VALUE = np.float32(-1e30)
 
@@ -29,7 +29,7 @@ def reference(inputs: dict, params: dict, grid: tuple) -> dict:
             acc = np.zeros((qb, D), np.float32)
             for s in range(H):
                 k0 = ((y + s) % H) * qb + x * kc
-                sc = matmac_ordered(np.zeros((qb, kc), np.float32), q, K[k0:k0 + kc].T) * scale
+                sc = matmul_ordered(q, K[k0:k0 + kc].T) * scale
                 if causal:
                     later = (k0 + np.arange(kc))[None, :] > (y * qb + np.arange(qb))[:, None]
                     sc = np.where(later, MASK_VALUE, sc)
@@ -37,7 +37,7 @@ def reference(inputs: dict, params: dict, grid: tuple) -> dict:
                 p = exp(sc - mnew)
                 alpha = exp(m - mnew)
                 l = l * alpha + rowreduce_ordered(p, "add")
-                acc = acc * alpha + matmac_ordered(np.zeros((qb, D), np.float32), p, V[k0:k0 + kc])
+                acc = acc * alpha + matmul_ordered(p, V[k0:k0 + kc])
                 m = mnew
             states.append((m, l, acc))
         M = chain_reduce([st[0] for st in states], "max")

@@ -43,16 +43,20 @@ def softmax(inputs: dict, params: dict) -> tuple[dict, dict]:
     return {"Y": Y}, {"Y": rel * Y + np.finfo(np.float32).tiny}
 
 
+def _layernorm64(X, g, b, eps):
+    """Layer norm over rows with the biased variance; also returns 1 / sqrt(var + eps)."""
+    mu = X.mean(axis=1, keepdims=True)
+    r = 1 / np.sqrt(((X - mu) ** 2).mean(axis=1, keepdims=True) + eps)
+    return (X - mu) * r * g + b, r
+
+
 def layernorm(inputs: dict, params: dict) -> tuple[dict, dict]:
     """Bound: u (2C + 20) (max_row|x| r |gamma| + |beta|), r = 1/sqrt(var + eps):
     the mean and variance sums carry up to C u of the row's magnitude into d."""
     X = np.asarray(inputs["X"], np.float64)
     g, b = np.asarray(inputs["gamma"], np.float64), np.asarray(inputs["beta"], np.float64)
     eps = float(np.float32(params.get("eps", 1e-5)))
-    mu = X.mean(axis=1, keepdims=True)
-    var = ((X - mu) ** 2).mean(axis=1, keepdims=True)
-    r = 1 / np.sqrt(var + eps)
-    Y = (X - mu) * r * g + b
+    Y, r = _layernorm64(X, g, b, eps)
     scale = np.abs(X).max(axis=1, keepdims=True) * r * np.abs(g) + np.abs(b)
     return {"Y": Y}, {"Y": U * (2 * X.shape[1] + 20) * scale + np.finfo(np.float32).tiny}
 
@@ -112,9 +116,7 @@ def block_forward64(inputs: dict, params: dict) -> np.ndarray:
     dh = Dm // heads
 
     def ln(t, g, b):
-        mu = t.mean(axis=1, keepdims=True)
-        var = ((t - mu) ** 2).mean(axis=1, keepdims=True)
-        return (t - mu) / np.sqrt(var + float(np.float32(1e-5))) * g + b
+        return _layernorm64(t, g, b, float(np.float32(1e-5)))[0]
 
     a = ln(x, f["ln1_g"], f["ln1_b"])
     q, k, v = a @ f["wq"], a @ f["wk"], a @ f["wv"]

@@ -5,11 +5,9 @@ with a rounding after the multiply and after the add. The panel schedule of
 the kernel visits k in exactly this order on every grid, so the reference
 does not depend on the grid.
 """
-import numpy as np
-
-from .ordered import f32, matmac_ordered
+from .ordered import f32, matmul_ordered
 
 
 def reference(inputs: dict, params: dict, grid: tuple) -> dict:
     A, B = f32(inputs["A"]), f32(inputs["B"])
-    return {"C": matmac_ordered(np.zeros((A.shape[0], B.shape[1]), np.float32), A, B)}
+    return {"C": matmul_ordered(A, B)}

@@ -20,6 +20,11 @@ def matmac_ordered(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return c
 
 
+def matmul_ordered(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b from zero, k ascending, unfused: what `C = a @ b` compiles to."""
+    return matmac_ordered(np.zeros((a.shape[0], b.shape[1]), np.float32), a, b)
+
+
 def matvec_ordered(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     """a @ x from zero, adding columns in ascending order."""
     a, x = f32(a), f32(x)

@@ -90,9 +90,9 @@ def main(argv=None) -> int:
 
 
 def _one_message(err) -> str:
+    """Compile errors already read `path:line:col: error: ...`; others get the tool's prefix."""
     text = str(err)
-    return text if text.startswith(("tilegrid:", "/")) or ": error:" in text.split("\n")[0] \
-        else f"tilegrid: error: {text}"
+    return text if ": error:" in text.split("\n")[0] else f"tilegrid: error: {text}"
 
 
 def _config(args) -> MachineConfig:
