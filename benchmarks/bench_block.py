@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import kernels  # noqa: E402
-from kernels import ground_truth  # noqa: E402
+from tilegrid import kernels  # noqa: E402
+from tilegrid.kernels import ground_truth  # noqa: E402
 from bench_matmul import best_of, cpu_name  # noqa: E402
-from emulator import Emulator, parse_grid  # noqa: E402
+from tilegrid.emulator import Emulator, parse_grid  # noqa: E402
 from tilegrid.api import compile_kernel  # noqa: E402
 
 

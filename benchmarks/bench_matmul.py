@@ -29,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emulator import Emulator, MachineConfig, parse_grid  # noqa: E402
+from tilegrid.emulator import Emulator, MachineConfig, parse_grid  # noqa: E402
 from tilegrid.api import compile_kernel  # noqa: E402
 
 

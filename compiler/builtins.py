@@ -1,7 +1,7 @@
 """The language's built-in names: grid names, collectives, functions, constants."""
 import numpy as np
 
-from emulator.transcendentals import exp_f32, tanh_f32
+from tilegrid.emulator.transcendentals import exp_f32, tanh_f32
 
 BUILTINS = {"W", "H", "tx", "ty"}
 DIRECTIONS = ("east", "west", "south", "north")

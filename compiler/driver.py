@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.config import MachineConfig
-from emulator.program import Program
+from tilegrid.emulator.config import MachineConfig
+from tilegrid.emulator.program import Program
 
 from .checker import check_kernel
 from .diagnostics import CompileError
@@ -40,7 +40,7 @@ def load_kernels(source: str, path: str) -> tuple[list, dict]:
 
 
 def _collect(module, path: str, table: dict, seen: set):
-    import kernels as bundled  # the library of bundled .tg files
+    import tilegrid.kernels as bundled  # the library of bundled .tg files
 
     for imp in module.imports:
         target = Path(path).parent / imp.target if imp.is_path else bundled.source_path(imp.target)

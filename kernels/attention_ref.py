@@ -5,7 +5,7 @@ Tile (x, y) owns query rows block y; at step s it sees key/value chunk x of
 block (y + s) mod H. See attention.tg for the per-step order."""
 import numpy as np
 
-from emulator.transcendentals import exp
+from tilegrid.emulator.transcendentals import exp
 
 from .ordered import chain_reduce, f32, matmul_ordered, rowreduce_ordered
 

@@ -2,7 +2,7 @@
 bias and the tanh GELU in the kernel's operation order, with tilegrid's tanh."""
 import numpy as np
 
-from emulator.transcendentals import tanh
+from tilegrid.emulator.transcendentals import tanh
 
 from .ordered import f32, matmul_ordered
 

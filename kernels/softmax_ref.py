@@ -1,7 +1,7 @@
 """Ordered reference for kernels/softmax.tg: row max and row sum are reduced
 inside each tile column block in ascending column order, then chained left to
 right across the W blocks; exp is tilegrid's own f32 exp."""
-from emulator.transcendentals import exp
+from tilegrid.emulator.transcendentals import exp
 
 from .ordered import f32, row_blocks_reduce
 

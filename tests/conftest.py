@@ -54,7 +54,7 @@ def rng():
 
 def build_program(width, height, code, descs, sram_words, routes=None, fimm=(0.0,), io=(), config=None):
     """A hand-written ISA program covering the whole grid, for emulator-level tests."""
-    from emulator import CodeRegion, MachineConfig, Program
+    from tilegrid.emulator import CodeRegion, MachineConfig, Program
     cfg = config or MachineConfig(width=width, height=height)
     if routes is None:
         routes = np.zeros((width * height, 0, 5), np.uint8)

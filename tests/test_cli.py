@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kernels
+from tilegrid import kernels
 import tilegrid
 from tilegrid.cli import main
 

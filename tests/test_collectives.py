@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from compiler import compile_source
+from tilegrid.compiler import compile_source
 from conftest import assert_bits_equal
-from emulator import MachineConfig, run_program
+from tilegrid.emulator import MachineConfig, run_program
 
 GRIDS = [(3, 2), (2, 3), (4, 4), (1, 3)]
 

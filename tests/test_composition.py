@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from compiler import CompileError, compile_source
+from tilegrid.compiler import CompileError, compile_source
 from conftest import assert_bits_equal, ordered_matmul
-from emulator import MachineConfig, run_program
+from tilegrid.emulator import MachineConfig, run_program
 
 
 def compile_text(tmp_path, text, grid, shapes, name="prog.tg"):

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import compiler
-from compiler import CompileError
-from emulator import MachineConfig
+from tilegrid import compiler
+from tilegrid.compiler import CompileError
+from tilegrid.emulator import MachineConfig
 from tilegrid.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -332,9 +332,9 @@ def test_too_many_colors(capsys):
 ISA_SCRIPT = r"""
 import json, sys, time
 import numpy as np
-import emulator
-from emulator import CodeRegion, Emulator, MachineConfig, Program
-from emulator.isa import HALT, PORT_E, PORT_RAMP, PORT_W, RECV, SEND, descriptor, instr
+from tilegrid import emulator
+from tilegrid.emulator import CodeRegion, Emulator, MachineConfig, Program
+from tilegrid.emulator.isa import HALT, PORT_E, PORT_RAMP, PORT_W, RECV, SEND, descriptor, instr
 
 def east_west_routes():
     r = np.zeros((2, 1, 5), np.uint8)
@@ -603,7 +603,7 @@ def test_unknown_kernel_name(tmp_path, capsys):
     inputs = npz(tmp_path, "in.npz", A=f32(8, 8), B=f32(8, 8))
     rc, out, err = cli(capsys, "run", "matmulx", "--grid", "2x2", "--inputs", inputs)
     assert_user_error(rc, out, err)
-    import kernels
+    from tilegrid import kernels
     assert err == ("tilegrid: error: no kernel 'matmulx': not a file, nor a bundled kernel "
                    f"({', '.join(kernels.BUNDLED)})\n")
 

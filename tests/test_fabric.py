@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from compiler.passes.route_streams import pattern_routes
+from tilegrid.compiler.passes.route_streams import pattern_routes
 from conftest import assert_bits_equal, build_program
-from emulator import DeadlockError, Emulator, EmulatorError, MachineConfig, isa
-from emulator.isa import PORT_E, PORT_RAMP, PORT_W, descriptor as D, instr as I
+from tilegrid.emulator import DeadlockError, Emulator, EmulatorError, MachineConfig, isa
+from tilegrid.emulator.isa import PORT_E, PORT_RAMP, PORT_W, descriptor as D, instr as I
 
 BIT = {p: 1 << p for p in range(5)}
 

@@ -24,9 +24,9 @@ def test_gemv_bit_exact(grid, shape, rng):
 
 def test_gemv_every_replica_agrees(rng):
     """y is replicated along tile rows: every tile of a row must hold the same block."""
-    from compiler import compile_source
-    from emulator import Emulator, MachineConfig
-    import kernels
+    from tilegrid.compiler import compile_source
+    from tilegrid.emulator import Emulator, MachineConfig
+    from tilegrid import kernels
     src = kernels.BUNDLED["gemv"].path.read_text()
     A = rng.standard_normal((16, 32)).astype(np.float32)
     x = rng.standard_normal(32).astype(np.float32)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from conftest import assert_bits_equal, build_program
-from emulator import Emulator, isa
-from emulator.isa import descriptor as D, instr as I
+from tilegrid.emulator import Emulator, isa
+from tilegrid.emulator.isa import descriptor as D, instr as I
 
 S = 256  # SRAM words in these programs
 
@@ -166,7 +166,7 @@ def test_tile_coordinates_preloaded():
 def test_no_fused_multiply_add_in_machine_code():
     """numba must not contract the core's multiply-adds into FMA instructions."""
     from numba import njit
-    from emulator import vector_ops, simd_matmac
+    from tilegrid.emulator import vector_ops, simd_matmac
     import numba
     sig_m = (numba.float32[::1], numba.int32[:, ::1], numba.int64, numba.int64, numba.int64,
              numba.int64, numba.int64, numba.int64)

@@ -3,7 +3,7 @@ references (raw bits) and within the stated float64 bounds (kernels/ground_truth
 import numpy as np
 import pytest
 
-import kernels
+from tilegrid import kernels
 import tilegrid
 
 CASES = [

@@ -8,7 +8,7 @@ import pytest
 
 import tilegrid
 from conftest import assert_bits_equal, ordered_matmul
-from emulator import Emulator, Program, ProgramError
+from tilegrid.emulator import Emulator, Program, ProgramError
 
 
 def test_code_is_shared_not_copied_per_tile():
@@ -71,7 +71,7 @@ def test_second_process_loads_compiled_code_from_cache():
     """cache=True: a new process runs the emulator without compiling the numba core again."""
     script = textwrap.dedent("""
         import numpy as np, tilegrid
-        from emulator import scheduler
+        from tilegrid.emulator import scheduler
         A = np.ones((4, 4), np.float32)
         tilegrid.run_kernel("matmul", {"A": A, "B": A}, grid=(2, 2))
         # the entry point from Python; its cached code links in the phases it calls

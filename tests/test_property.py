@@ -45,9 +45,9 @@ def test_random_configurations_of_every_kernel(seed):
     everywhere): it either fails to compile with a CompileError, or runs bit-exact."""
     import random
 
-    import kernels
-    from compiler import CompileError
-    from emulator import MachineConfig
+    from tilegrid import kernels
+    from tilegrid.compiler import CompileError
+    from tilegrid.emulator import MachineConfig
 
     rnd = random.Random(seed)
     ran = 0

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from conftest import assert_bits_equal, build_program
-from emulator import Emulator, isa, transcendentals as T
-from emulator.isa import descriptor as D, instr as I
+from tilegrid.emulator import Emulator, isa, transcendentals as T
+from tilegrid.emulator.isa import descriptor as D, instr as I
 
 
 def ulp_error(got, exact):

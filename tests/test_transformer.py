@@ -3,7 +3,7 @@ and close to an independent float64 implementation written here with @."""
 import numpy as np
 import pytest
 
-import kernels
+from tilegrid import kernels
 import tilegrid
 
 BLOCK_CASES = [

@@ -1,9 +1,9 @@
 """tilegrid: a functional emulator of a wafer-scale dataflow processor, with a
 compiler for a small kernel language. See README.md."""
-from compiler.diagnostics import CompileError
-from emulator.config import MachineConfig
-from emulator.machine import DeadlockError, EmulatorError, RunStats
-from emulator.program import Program
+from tilegrid.compiler.diagnostics import CompileError
+from tilegrid.emulator.config import MachineConfig
+from tilegrid.emulator.machine import DeadlockError, EmulatorError, RunStats
+from tilegrid.emulator.program import Program
 
 from .api import RunResult, compile_kernel, run_kernel
 from .errors import UserError

@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-import kernels
-from compiler.driver import CompiledKernel, compile_source
-from emulator.config import MachineConfig
-from emulator.machine import Emulator, RunStats
-from emulator.program import Program
+from tilegrid import kernels
+from tilegrid.compiler.driver import CompiledKernel, compile_source
+from tilegrid.emulator.config import MachineConfig
+from tilegrid.emulator.machine import Emulator, RunStats
+from tilegrid.emulator.program import Program
 
 from .checking import CheckReport, check_outputs
 from .errors import UserError

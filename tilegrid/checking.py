@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emulator.program import Program, TensorIO
+from tilegrid.emulator.program import Program, TensorIO
 
 
 @dataclass

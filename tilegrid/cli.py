@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-import kernels
-from emulator.config import MachineConfig, parse_grid
-from emulator.jit_cache import cache_is_cold
-from emulator.program import Program
+from tilegrid import kernels
+from tilegrid.emulator.config import MachineConfig, parse_grid
+from tilegrid.emulator.jit_cache import cache_is_cold
+from tilegrid.emulator.program import Program
 
 from .api import (check_against_reference, compile_kernel, machine, run_program_checked,
                   validate_inputs)

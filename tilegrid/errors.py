@@ -1,7 +1,7 @@
 """Errors a user can cause, as opposed to bugs: each prints as one clear message."""
-from compiler.diagnostics import CompileError
-from emulator.machine import EmulatorError
-from emulator.program import ProgramError
+from tilegrid.compiler.diagnostics import CompileError
+from tilegrid.emulator.machine import EmulatorError
+from tilegrid.emulator.program import ProgramError
 
 
 class UserError(Exception):

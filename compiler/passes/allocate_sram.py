@@ -9,7 +9,7 @@ them after). Placement is first fit, in order of first use, larger first.
 """
 from __future__ import annotations
 
-from emulator.config import MachineConfig
+from tilegrid.emulator.config import MachineConfig
 
 from ..diagnostics import CompileError
 from ..spatial_ir import (Copy, Elementwise, Fill, Fmac, IfTile, Loop, Mask, MatMac, Recv, Scale, Send,

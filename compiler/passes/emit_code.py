@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from emulator import isa
-from emulator.config import MachineConfig
-from emulator.isa import descriptor, instr
-from emulator.program import BufferPlacement, CodeRegion, Program, TensorIO
+from tilegrid.emulator import isa
+from tilegrid.emulator.config import MachineConfig
+from tilegrid.emulator.isa import descriptor, instr
+from tilegrid.emulator.program import BufferPlacement, CodeRegion, Program, TensorIO
 
 from ..diagnostics import CompileError
 from ..spatial_ir import (IBin, IBool, ICmp, IConst, IfTile, INot, IVar, Copy, Elementwise, Fill, Fmac,

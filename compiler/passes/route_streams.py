@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emulator.isa import PORT_E, PORT_N, PORT_RAMP, PORT_S, PORT_W
+from tilegrid.emulator.isa import PORT_E, PORT_N, PORT_RAMP, PORT_S, PORT_W
 
 from ..diagnostics import CompileError
 from ..spatial_ir import Recv, Send, SpatialKernel, walk
