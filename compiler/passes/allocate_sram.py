@@ -9,6 +9,9 @@ them after). Placement is first fit, in order of first use, larger first.
 """
 from __future__ import annotations
 
+import bisect
+import heapq
+
 from tilegrid.emulator.config import MachineConfig
 
 from ..diagnostics import CompileError
@@ -20,19 +23,22 @@ def allocate_sram(k: SpatialKernel, config: MachineConfig, reserved_words: int =
     """reserved_words: SRAM already taken (code and descriptors) on every tile."""
     live = _live_ranges(k)
     order = sorted((b for b in k.buffers if b in live), key=lambda b: (live[b][0], -b.words, b.name))
-    placed = []
     capacity = config.sram_words - reserved_words
     top = 0
-    for buf in order:
+    # Sweep in order of first use. A placed buffer whose live range ended before
+    # this one starts can never overlap a later one either, so its words go back
+    # to the free list for good. First fit over the free gaps gives the same
+    # plan as first fit over the live buffers, in time near linear in program size.
+    free = _FreeList()
+    expiry: list = []      # heap of (last use, sequence, buffer)
+    for seq, buf in enumerate(order):
         lo, hi = live[buf]
-        addr = 0
-        for other in sorted((o for o in placed if live[o][0] <= hi and lo <= live[o][1]), key=lambda o: o.addr):
-            if addr + buf.words <= other.addr:
-                break
-            addr = max(addr, other.addr + other.words)
-        buf.addr = addr
-        placed.append(buf)
-        top = max(top, addr + buf.words)
+        while expiry and expiry[0][0] < lo:
+            gone = heapq.heappop(expiry)[2]
+            free.release(gone.addr, gone.words)
+        buf.addr = free.take(buf.words)
+        heapq.heappush(expiry, (hi, seq, buf))
+        top = max(top, buf.addr + buf.words)
         if top > capacity:
             raise _overflow(k, config, buf, top, reserved_words)
     for buf in k.buffers:
@@ -41,6 +47,37 @@ def allocate_sram(k: SpatialKernel, config: MachineConfig, reserved_words: int =
     k.sram_words = top
     k.live = live
     return k
+
+
+class _FreeList:
+    """Free SRAM as sorted, disjoint [start, end) gaps; the last one is unbounded."""
+
+    def __init__(self):
+        self.starts = [0]
+        self.ends = [float("inf")]
+
+    def take(self, words: int) -> int:
+        """The lowest address with `words` free words in a row."""
+        for i, (start, end) in enumerate(zip(self.starts, self.ends)):
+            if end - start >= words:
+                if end - start == words:
+                    del self.starts[i], self.ends[i]
+                else:
+                    self.starts[i] = start + words
+                return start
+        raise AssertionError("the last gap is unbounded")
+
+    def release(self, addr: int, words: int) -> None:
+        i = bisect.bisect_left(self.starts, addr)
+        start, end = addr, addr + words
+        if i < len(self.starts) and self.starts[i] == end:  # merge with the gap above
+            end = self.ends[i]
+            del self.starts[i], self.ends[i]
+        if i > 0 and self.ends[i - 1] == start:              # and with the gap below
+            self.ends[i - 1] = end
+        else:
+            self.starts.insert(i, start)
+            self.ends.insert(i, end)
 
 
 def _overflow(k, config, buf, top, reserved_words) -> CompileError:
