@@ -8,6 +8,7 @@ from tilegrid.emulator.config import MachineConfig
 from tilegrid.emulator.program import Program
 
 from .checker import check_kernel
+from .deep_stack import call_with_deep_stack
 from .diagnostics import CompileError
 from .parser import parse
 from .passes import allocate_sram, emit_code, lower_collectives, route_streams
@@ -26,7 +27,8 @@ def compile_source(source: str, path: str, config: MachineConfig, input_shapes: 
                    params: dict | None = None, entry: str | None = None) -> CompiledKernel:
     """Compile kernel source for config's grid. Raises CompileError with path and source attached."""
     try:
-        return _compile(source, path, config, dict(input_shapes or {}), dict(params or {}), entry)
+        return call_with_deep_stack(_compile, source, path, config, dict(input_shapes or {}),
+                                    dict(params or {}), entry)
     except CompileError as err:
         raise err.attach(path, source) from None
 

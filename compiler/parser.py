@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
@@ -18,8 +18,14 @@ TOKEN_WORDS = {
     "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "COLON": "':'", "EQUAL": "'='",
     "MUL_OP": "an operator", "ADD_OP": "'+' or '-'", "COMPARE": "a comparison", "STRING": "a string",
     "TENSOR_TYPE": "a tensor type such as f32", "SCALAR_TYPE": "'int' or 'float'", "$END": "end of file",
-    "MINUS": "'-'", "PLUS": "'+'", "RARROW": "'->'", "__ANON_0": "'+='", "DOT": "'.'",
+    "MINUS": "'-'", "PLUS": "'+'", "_ARROW": "'->'", "_ACCUMULATE": "'+='", "_RANGE": "'..'",
+    "_LENGTH": "'+:'", "DOT": "'.'",
 }
+
+# Deeper nesting than this (blocks, parentheses, unary minus, or the terms of
+# one long sum, which become a left-deep chain) is refused with a message. The
+# compiler itself recurses over the tree; deep_stack.py gives it room for this.
+MAX_NESTING = 10_000
 
 
 @lru_cache(maxsize=1)
@@ -191,10 +197,32 @@ def parse(source: str, path: str = "<kernel>") -> ast.Module:
         tree = _lark().parse(source)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, source).attach(path, source) from None
+    _check_nesting(tree)
     module = BuildAst().transform(tree)
     for k in module.kernels:
         k.path, k.source = path, source
     return module
+
+
+CHAINS = {"sum", "product", "or_expr", "and_expr", "comparison"}
+
+
+def _check_nesting(tree) -> None:
+    """Refuse trees nested deeper than MAX_NESTING, walking without recursion.
+    A chain of n operands (a + b + ... ) counts n levels: it becomes a left-deep
+    tree of binary operations."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            meta = node.meta
+            raise CompileError(f"nesting deeper than {MAX_NESTING} levels (blocks, parentheses, unary "
+                               "operators or the terms of one expression); split it up",
+                               Span(meta.line, meta.column, meta.line, meta.column + 1))
+        chain = (len(node.children) + 1) // 2 if node.data in CHAINS else 1  # operands, not operators
+        for child in node.children:
+            if isinstance(child, Tree):
+                stack.append((child, depth + chain))
 
 
 def _end_of(source: str) -> tuple[int, int]:
@@ -213,7 +241,7 @@ def _syntax_error(exc: UnexpectedInput, source: str) -> CompileError:
         else:
             msg = f"unexpected {str(tok)!r}"
         expected = sorted({TOKEN_WORDS.get(t, repr(t.lower()) if t.isupper() else t) for t in exc.expected
-                           if not t.startswith("__")})
+                           if not t.startswith("__") or t in TOKEN_WORDS})
         if 0 < len(expected) <= 6:
             msg += "; expected " + ", ".join(expected)
         end = (tok.end_column or col + 1) if tok.type != "$END" else col + 1
