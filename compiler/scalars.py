@@ -10,7 +10,7 @@ import numpy as np
 from . import ast
 from .builtins import COLLECTIVES, SCALAR_UNARY, TENSOR_FUNCS, UNARY_FUNCS
 from .diagnostics import CompileError
-from .spatial_ir import IBool, ICmp, IConst, INot, IVar, ibin
+from .spatial_ir import IBool, ICmp, IConst, INot, ibin, interval
 
 
 def known(v) -> bool:
@@ -175,29 +175,7 @@ class ScalarEval:
         raise CompileError("expected a condition (a comparison)", e.span)
 
     def _interval(self, e) -> tuple[int, int]:
-        if isinstance(e, IConst):
-            return e.value, e.value
-        if isinstance(e, IVar):
-            return self.ranges[e.name]
-        a, b = self._interval(e.lhs), self._interval(e.rhs)
-        if e.op == "+":
-            return a[0] + b[0], a[1] + b[1]
-        if e.op == "-":
-            return a[0] - b[1], a[1] - b[0]
-        if e.op == "*":
-            p = [x * y for x in a for y in b]
-            return min(p), max(p)
-        if e.op == "//" and b[0] == b[1] and b[0] > 0:
-            return a[0] // b[0], a[1] // b[0]
-        if e.op == "%" and b[0] == b[1] and b[0] > 0:
-            if a[0] >= 0 and a[1] < b[0]:
-                return a
-            return 0, b[0] - 1
-        if e.op == "min":
-            return min(a[0], b[0]), min(a[1], b[1])
-        if e.op == "max":
-            return max(a[0], b[0]), max(a[1], b[1])
-        return -(1 << 31), (1 << 31) - 1
+        return interval(e, self.ranges)
 
     def _check_range(self, value, lo: int, hi: int, what: str, span):
         vlo, vhi = (value, value) if isinstance(value, int) else self._interval(value)

@@ -54,6 +54,54 @@ def ibin(op: str, lhs: "IExpr", rhs: "IExpr") -> "IExpr":
     return IBin(op, lhs, rhs)
 
 
+# The tiles' integer registers are int32. Index arithmetic is exact in the
+# compiler; interval() bounds every intermediate value so the emitter can
+# prove that int32 arithmetic on the tile gives the same result.
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def interval(e: "IExpr", ranges: dict) -> tuple[int, int]:
+    """Exact bounds of an integer expression, given bounds of its variables."""
+    if isinstance(e, IConst):
+        return e.value, e.value
+    if isinstance(e, IVar):
+        return ranges[e.name]
+    return interval_of(e.op, interval(e.lhs, ranges), interval(e.rhs, ranges))
+
+
+def interval_of(op: str, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    """Bounds of `a op b` for a in [a0, a1], b in [b0, b1] (floor division and
+    modulo with the divisor's sign, as the tiles compute them)."""
+    if op == "+":
+        return a[0] + b[0], a[1] + b[1]
+    if op == "-":
+        return a[0] - b[1], a[1] - b[0]
+    if op == "*":
+        p = [x * y for x in a for y in b]
+        return min(p), max(p)
+    if op == "min":
+        return min(a[0], b[0]), min(a[1], b[1])
+    if op == "max":
+        return max(a[0], b[0]), max(a[1], b[1])
+    divisor_has_zero = b[0] <= 0 <= b[1]
+    if op == "//":
+        if divisor_has_zero:  # a zero divisor faults at run time; otherwise |a // b| <= |a|
+            m = max(abs(a[0]), abs(a[1]))
+            return -m, m
+        q = [x // y for x in a for y in b]  # floor division is monotone in each argument here
+        return min(q), max(q)
+    if op == "%":
+        if b[0] > 0:
+            if a[0] >= 0 and a[1] < b[0]:
+                return a
+            return 0, b[1] - 1
+        if b[1] < 0:
+            return b[0] + 1, 0
+        m = max(abs(b[0]), abs(b[1]))
+        return -(m - 1), m - 1
+    raise ValueError(f"unknown integer operator {op!r}")
+
+
 @dataclass(frozen=True)
 class ICmp:
     op: str          # == != < <= > >=

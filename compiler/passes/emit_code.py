@@ -15,8 +15,9 @@ from tilegrid.emulator.isa import descriptor, instr
 from tilegrid.emulator.program import BufferPlacement, CodeRegion, Program, TensorIO
 
 from ..diagnostics import CompileError
-from ..spatial_ir import (IBin, IBool, ICmp, IConst, IfTile, INot, IVar, Copy, Elementwise, Fill, Fmac,
-                          Loop, Mask, MatMac, Recv, Scale, Send, SpatialKernel, Unary, View)
+from ..spatial_ir import (INT32_MAX, INT32_MIN, IBin, IBool, ICmp, IConst, IfTile, INot, IVar, Copy, Elementwise,
+                          Fill, Fmac, Loop, Mask, MatMac, Recv, Scale, Send, SpatialKernel, Unary, View,
+                          format_iexpr, interval_of)
 
 BINARY = {"add": isa.VADD, "sub": isa.VSUB, "mul": isa.VMUL, "div": isa.VDIV, "max": isa.VMAX, "min": isa.VMIN}
 UNARY = {"exp": isa.VEXP, "tanh": isa.VTANH, "sqrt": isa.VSQRT}
@@ -61,6 +62,7 @@ class _Emitter:
         self.fimm_index: dict[int, int] = {}
         self.free_regs = list(range(config.registers - 1, 1, -1))
         self.var_regs = {"tx": isa.REG_TX, "ty": isa.REG_TY}
+        self.ranges = {"tx": (0, k.width - 1), "ty": (0, k.height - 1)}  # of each variable in var_regs
         self.labels_at: dict[int, int] = {}
         self.label_names: dict[str, int] = {}
         self.fixups: list[tuple[int, int, int]] = []
@@ -97,25 +99,49 @@ class _Emitter:
 
     def value_reg(self, e) -> tuple[int, bool]:
         """Compute an IExpr into a register; returns (register, owned by caller)."""
+        reg, owned, _ = self._compute(e)
+        return reg, owned
+
+    def _compute(self, e) -> tuple[int, bool, tuple[int, int]]:
+        """value_reg, plus the exact bounds of the value. Every intermediate value
+        must fit the int32 registers, so that the tile's wrapping arithmetic
+        equals the compiler's exact arithmetic; otherwise the kernel is refused."""
         if isinstance(e, IVar):
-            return self.var_regs[e.name], False
+            return self.var_regs[e.name], False, self.ranges[e.name]
         if isinstance(e, IConst):
+            self.require_int32((e.value, e.value), e)
             r = self.alloc()
             self.emit(isa.LI, r, e.value)
-            return r, True
+            return r, True, (e.value, e.value)
         assert isinstance(e, IBin)
-        lhs, lhs_owned = self.value_reg(e.lhs)
+        lhs, lhs_owned, a = self._compute(e.lhs)
         out = lhs if lhs_owned else self.alloc()
         if isinstance(e.rhs, IConst) and (e.op in IMM_OPS or e.op == "-"):
+            c = e.rhs.value
+            bounds = interval_of(e.op, a, (c, c))
+            self.require_int32(bounds, e)
             if e.op == "-":
-                self.emit(isa.ADDI, out, lhs, -e.rhs.value)
+                self.require_int32((-c, -c), e)
+                self.emit(isa.ADDI, out, lhs, -c)
             else:
-                self.emit(IMM_OPS[e.op], out, lhs, e.rhs.value)
-            return out, True
-        rhs, rhs_owned = self.value_reg(e.rhs)
+                self.require_int32((c, c), e)
+                self.emit(IMM_OPS[e.op], out, lhs, c)
+            return out, True, bounds
+        rhs, rhs_owned, b = self._compute(e.rhs)
+        bounds = interval_of(e.op, a, b)
+        self.require_int32(bounds, e)
         self.emit(REG_OPS[e.op], out, lhs, rhs)
         self.release(rhs, rhs_owned)
-        return out, True
+        return out, True, bounds
+
+    def require_int32(self, bounds: tuple[int, int], e) -> None:
+        lo, hi = bounds
+        if lo < INT32_MIN or hi > INT32_MAX:
+            worst = lo if lo < INT32_MIN else hi
+            what = (f"the constant {worst} is" if isinstance(e, IConst)
+                    else f"integer arithmetic {format_iexpr(e)} can reach {worst}, which is")
+            raise CompileError(f"{what} outside the tiles' 32-bit registers ({INT32_MIN}..{INT32_MAX})",
+                               self.span)
 
     def desc(self, v: View) -> tuple[int, int, bool]:
         """(descriptor index, base register or -1, register owned)."""
@@ -189,14 +215,19 @@ class _Emitter:
             raise CompileError(f"internal: cannot emit {type(op).__name__}", op.span)
 
     def loop(self, op: Loop):
+        # The counter runs from lo up to hi, where it stops: both must fit a register.
+        if op.lo < INT32_MIN or op.hi > INT32_MAX:
+            raise CompileError(f"loop bounds {op.lo} .. {op.hi} do not fit the tiles' 32-bit registers "
+                               f"({INT32_MIN}..{INT32_MAX})", self.span)
         reg = self.alloc()
         self.var_regs[op.var] = reg
+        self.ranges[op.var] = (op.lo, op.hi - 1)
         self.emit(isa.LI, reg, op.lo)
         top = self.new_label()
         self.place(top, f"loop_{op.var}_{top}")
         self.block(op.body)
         self.emit(isa.LOOP, reg, op.hi, target=top)
-        del self.var_regs[op.var]
+        del self.var_regs[op.var], self.ranges[op.var]
         self.release(reg, True)
 
     def if_tile(self, op: IfTile):
