@@ -16,7 +16,7 @@ from .builtins import (BUILTINS, COLLECTIVES, DIRECTIONS, ELEMENTWISE, LOCAL_RED
 from .composition import Composition
 from .symbols import Dist, Sym
 from .diagnostics import CompileError, Span
-from .scalars import ScalarEval, iadd, imul, to_iexpr
+from .scalars import ScalarEval, exact_int, iadd, imul, to_iexpr
 from .spatial_ir import (Broadcast, Buffer, Copy, Elementwise, Fill, Fmac, IConst, IfTile, IVar, Loop, Mask,
                          MatMac, Reduce, Scale, Shift, SpatialKernel, TensorPlacement, Unary, View, fmt_shape,
                          ibin)
@@ -95,7 +95,7 @@ class Checker(ScalarEval, Composition):
             if p.type == "int":
                 if isinstance(value, float) and not float(value).is_integer():
                     raise CompileError(f"parameter '{p.name}' is an int, got {value!r}", p.span)
-                self._define(p.name, Sym("int", int(value), p.span))
+                self._define(p.name, Sym("int", exact_int(int(value), p.span, f"parameter '{p.name}'"), p.span))
             else:
                 self._define(p.name, Sym("float", float(np.float32(value)), p.span))
             self.bindings[p.name] = self._lookup(p.name).value
@@ -113,7 +113,8 @@ class Checker(ScalarEval, Composition):
                                    f"(it takes {', '.join(takes) if takes else 'none'})")
             if isinstance(value, float) and not float(value).is_integer():
                 raise CompileError(f"size '{name}' must be an integer, got {value!r}")
-            self._define(name, Sym("int", int(value)))
+            value = exact_int(int(value), None, f"size '{name}'")
+            self._define(name, Sym("int", value))
             self.bindings[name] = int(value)
         origin: dict[str, str] = {n: "--param" for n in params if n not in declared}
         for p in self.k.params:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tilegrid.emulator.config import MachineConfig
 from tilegrid.emulator.program import Program
 
@@ -11,6 +13,7 @@ from .checker import check_kernel
 from .deep_stack import call_with_deep_stack
 from .diagnostics import CompileError
 from .parser import parse
+from .source_files import SourceFileError, read_source_file
 from .passes import allocate_sram, emit_code, lower_collectives, route_streams
 from .spatial_ir import SpatialKernel, format_ir
 
@@ -49,15 +52,17 @@ def _collect(module, path: str, table: dict, seen: set):
         if not imp.is_path and imp.target not in bundled.BUNDLED:
             raise CompileError(f"no bundled kernel '{imp.target}' to import "
                                f"({', '.join(bundled.BUNDLED)})", imp.span).attach(path, module_source(module))
+        if imp.is_path and target.suffix != ".tg":  # never parse, or quote, a file that is no kernel
+            raise CompileError(f"cannot import '{imp.target}': kernel files end in .tg", imp.span).attach(
+                path, module_source(module))
         key = str(target.resolve())
         if key in seen:
             continue
         seen.add(key)
         try:
-            text = target.read_text()
-        except OSError as exc:
-            raise CompileError(f"cannot import '{imp.target}': {exc.strerror}", imp.span).attach(
-                path, module_source(module)) from None
+            text = read_source_file(target)
+        except SourceFileError as exc:
+            raise CompileError(f"cannot import: {exc}", imp.span).attach(path, module_source(module)) from None
         sub = parse(text, str(target))
         _collect(sub, str(target), table, seen)
     for k in module.kernels:
@@ -71,6 +76,13 @@ def module_source(module) -> str:
 
 
 def _compile(source, path, config, input_shapes, params, entry) -> CompiledKernel:
+    # Constant folding follows IEEE f32 like the machine: an overflow is inf and
+    # sqrt(-1) is NaN, silently, with no numpy warnings on the user's terminal.
+    with np.errstate(all="ignore"):
+        return _compile_quietly(source, path, config, input_shapes, params, entry)
+
+
+def _compile_quietly(source, path, config, input_shapes, params, entry) -> CompiledKernel:
     own, table = load_kernels(source, path)
     if not own:
         raise CompileError("the file defines no kernel")

@@ -5,10 +5,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import VisitError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
 from .diagnostics import CompileError, Span
+from .scalars import MAX_INT
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
 
@@ -170,8 +171,12 @@ class BuildAst(Transformer):
     def number(self, meta, c):
         text = str(c[0])
         if any(ch in text for ch in ".eE"):
-            return ast.Number(_span(meta), float(text))
-        return ast.Number(_span(meta), int(text))
+            return ast.Number(_span(meta), float(text))  # beyond f32 it is inf, as the machine would round
+        value = int(text)
+        if value > MAX_INT:
+            raise CompileError(f"integer {_shorten(text)} is too large: compile-time integers are 64-bit "
+                               f"(at most {MAX_INT})", _span(meta))
+        return ast.Number(_span(meta), value)
 
     def name(self, meta, c):
         return ast.Name(_span(meta), str(c[0]))
@@ -192,13 +197,23 @@ class BuildAst(Transformer):
         return (str(c[0]), c[1])
 
 
+def _shorten(digits: str) -> str:
+    return digits if len(digits) <= 24 else f"{digits[:10]}...{digits[-4:]} ({len(digits)} digits)"
+
+
 def parse(source: str, path: str = "<kernel>") -> ast.Module:
     try:
         tree = _lark().parse(source)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, source).attach(path, source) from None
     _check_nesting(tree)
-    module = BuildAst().transform(tree)
+    try:
+        module = BuildAst().transform(tree)
+    except VisitError as exc:  # lark wraps what a callback raises
+        if isinstance(exc.orig_exc, CompileError):
+            raise exc.orig_exc.attach(path, source) from None
+        raise
+
     for k in module.kernels:
         k.path, k.source = path, source
     return module

@@ -13,6 +13,23 @@ from .diagnostics import CompileError
 from .spatial_ir import IBool, ICmp, IConst, INot, ibin, interval
 
 
+# Compile-time integers are exact but bounded, so that constant folding can
+# neither blow up (a chain of squarings) nor hand the emitter a value no
+# instruction field can hold.
+MAX_INT = (1 << 63) - 1
+
+
+def exact_int(v: int, span, what: str = "integer arithmetic") -> int:
+    if -MAX_INT - 1 <= v <= MAX_INT:
+        return v
+    raise CompileError(f"{what} gives {_digits(v)}, beyond the compiler's 64-bit integers", span)
+
+
+def _digits(v: int) -> str:
+    text = str(v) if v.bit_length() < 200 else f"a {len(str(abs(v)))}-digit number"
+    return text if len(text) <= 24 else f"{text[:10]}...{text[-4:]} ({len(text.lstrip('-'))} digits)"
+
+
 def known(v) -> bool:
     return isinstance(v, (int, float))
 
@@ -101,19 +118,17 @@ class ScalarEval:
                 raise CompileError(f"operator '{e.op}' needs integers", e.span)
             return float(ops[e.op](fa, fb))
         if e.op == "+":
-            return a + b
+            return exact_int(a + b, e.span)
         if e.op == "-":
-            return a - b
+            return exact_int(a - b, e.span)
         if e.op == "*":
-            return a * b
+            return exact_int(a * b, e.span)
         if e.op == "/":
-            if isinstance(a, int) and isinstance(b, int):
-                if a % b:
-                    raise CompileError(f"{source_text(e.lhs)} / {source_text(e.rhs)}: {a} is not divisible by {b}", e.span)
-                return a // b
-            return a / b
+            if a % b:
+                raise CompileError(f"{source_text(e.lhs)} / {source_text(e.rhs)}: {a} is not divisible by {b}", e.span)
+            return exact_int(a // b, e.span)
         if e.op == "//":
-            return a // b
+            return exact_int(a // b, e.span)
         if e.op == "%":
             return a % b
         raise CompileError(f"operator '{e.op}' does not apply here", e.span)
@@ -127,10 +142,12 @@ class ScalarEval:
         if e.func in ("lcm", "gcd", "min", "max") and len(args) == 2:
             a, b = args
             if known(a) and known(b):
-                if e.func == "lcm":
-                    return math.lcm(int(a), int(b))
-                if e.func == "gcd":
-                    return math.gcd(int(a), int(b))
+                if e.func in ("lcm", "gcd"):
+                    for arg, node in zip(args, e.args):
+                        if isinstance(arg, (bool, float)):
+                            raise CompileError(f"{e.func}() takes integers, got {arg!r}", node.span)
+                    fn = math.lcm if e.func == "lcm" else math.gcd
+                    return exact_int(fn(a, b), e.span, f"{e.func}()")
                 return min(a, b) if e.func == "min" else max(a, b)
             if e.func in ("min", "max"):
                 return ibin(e.func, self._as_iexpr(a, e.args[0]), self._as_iexpr(b, e.args[1]))

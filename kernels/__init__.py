@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +25,22 @@ class KernelSpec:
     @property
     def path(self) -> Path:
         return KERNEL_DIR / f"{self.name}.tg"
+
+    def interface(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(tensor input names, output names) of the bundled source: what the
+        reference takes and returns."""
+        return _interface(self.name)
+
+
+@lru_cache(maxsize=None)
+def _interface(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    from tilegrid.compiler import ast
+    from tilegrid.compiler.parser import parse
+
+    path = KERNEL_DIR / f"{name}.tg"
+    kernel = next(k for k in parse(path.read_text(), str(path)).kernels if k.name == name)
+    inputs = tuple(p.name for p in kernel.params if isinstance(p, ast.TensorDecl))
+    return inputs, tuple(o.name for o in kernel.outputs)
 
 
 def _randn(rng, *shape, scale=1.0):

@@ -14,6 +14,7 @@ import numpy as np
 
 from tilegrid import kernels
 from tilegrid.compiler.driver import CompiledKernel, compile_source
+from tilegrid.compiler.source_files import SourceFileError, read_source_file
 from tilegrid.emulator.config import MachineConfig
 from tilegrid.emulator.machine import Emulator, RunStats
 from tilegrid.emulator.program import Program
@@ -40,13 +41,13 @@ def machine(grid=(4, 4), config: MachineConfig | None = None) -> MachineConfig:
 
 def read_source(kernel: str) -> tuple[str, str]:
     path = kernels.source_path(kernel)
-    try:
-        return path.read_text(), str(path)
-    except FileNotFoundError:
+    if not path.exists():
         names = ", ".join(kernels.BUNDLED)
-        raise UserError(f"no kernel '{kernel}': not a file, nor a bundled kernel ({names})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read kernel '{kernel}': {exc}") from None
+        raise UserError(f"no kernel '{kernel}': not a file, nor a bundled kernel ({names})")
+    try:
+        return read_source_file(path), str(path)
+    except SourceFileError as exc:
+        raise UserError(f"cannot read kernel: {exc}") from None
 
 
 def compile_kernel(kernel: str, grid=(4, 4), shapes: dict | None = None, params: dict | None = None,
@@ -80,6 +81,8 @@ def run_program_checked(program: Program, inputs: dict, params: dict, check: boo
     if missing:
         raise UserError(f"missing input '{missing[0]}' (kernel {program.meta.get('kernel')} takes "
                         f"{', '.join(io.name for io in program.io if io.role == 'input')})")
+    if check:
+        reference_for(program)  # before the run: a kernel --check cannot compare is refused at once
     emu = Emulator(program)
     emu.load_inputs(inputs)
     stats = emu.run()
@@ -90,13 +93,28 @@ def run_program_checked(program: Program, inputs: dict, params: dict, check: boo
     return RunResult(outputs, stats, program, report)
 
 
-def check_against_reference(program: Program, inputs: dict, outputs: dict, params: dict,
-                            emu: Emulator | None = None) -> CheckReport:
+def reference_for(program: Program) -> kernels.KernelSpec:
+    """The bundled reference --check compares with: matched by the kernel's name,
+    and only when the kernel takes and gives the same tensors as the bundled one."""
     name = program.meta.get("kernel", "")
     spec = kernels.spec_for(name)
     if spec is None:
         raise UserError(f"--check needs a reference, and kernel '{name}' has none "
                         f"(bundled: {', '.join(kernels.BUNDLED)})")
+    inputs_here = tuple(io.name for io in program.io if io.role == "input")
+    outputs_here = tuple(io.name for io in program.io if io.role == "output")
+    want_inputs, want_outputs = spec.interface()
+    if (inputs_here, outputs_here) != (want_inputs, want_outputs):
+        raise UserError(f"--check compares kernel '{name}' with the bundled {name}'s reference, but its "
+                        f"interface differs: it takes {', '.join(inputs_here)} and gives "
+                        f"{', '.join(outputs_here)}; the bundled {name} takes {', '.join(want_inputs)} and "
+                        f"gives {', '.join(want_outputs)}")
+    return spec
+
+
+def check_against_reference(program: Program, inputs: dict, outputs: dict, params: dict,
+                            emu: Emulator | None = None) -> CheckReport:
+    spec = reference_for(program)
     grid = (program.config.width, program.config.height)
     bound_params = {**program.meta.get("bindings", {}), **params}
     expected = spec.reference(inputs, bound_params, grid)
