@@ -11,7 +11,8 @@ import numpy as np
 from numba import njit, prange
 
 from . import isa
-from .state import (FAULT_ADDRESS, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC, ST_FAULT, ST_HALT, ST_RECV,
+from .budget import B_CYCLES, B_INSTRUCTIONS, B_SLICE_CYCLES, B_SLICE_INSTRUCTIONS
+from .state import (FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC, ST_FAULT, ST_HALT, ST_RECV,
                     ST_RUN, ST_SEND)
 from .timing import T_ISSUE, mmac_cycles, special_cycles, vector_cycles
 from .vector_ops import (desc_base, desc_in_bounds, desc_len, matmac, scatter, vec_binary, vec_fill,
@@ -28,8 +29,12 @@ SEND, RECV = isa.SEND, isa.RECV
 
 @njit(cache=True)
 def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fifo_head, fifo_count,
-             fifo_ready, clock, busy, icount, timing, max_instructions):
-    """Run tile t from pc[t]; returns the number of instructions retired."""
+             fifo_ready, clock, busy, icount, timing, budget):
+    """Run tile t from pc[t]; returns the number of instructions retired.
+
+    The tile stops early, still runnable, after a slice of instructions or
+    cycles (budget.py), so that the driver sees Ctrl-C; it faults when its
+    instruction or cycle budget runs out."""
     m = mem[t]
     r = regs[t]
     words = m.shape[0]
@@ -39,6 +44,10 @@ def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fif
     work = busy[t]
     done_here = 0
     n_code = code.shape[0]
+    max_instructions = budget[B_INSTRUCTIONS]
+    max_cycles = budget[B_CYCLES]
+    slice_end = clk + budget[B_SLICE_CYCLES]
+    slice_instructions = budget[B_SLICE_INSTRUCTIONS]
     while True:
         if p < 0 or p >= n_code:
             status[t] = ST_FAULT
@@ -48,6 +57,12 @@ def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fif
             status[t] = ST_FAULT
             fault[t] = FAULT_LIMIT
             break
+        if clk > max_cycles:
+            status[t] = ST_FAULT
+            fault[t] = FAULT_CYCLES
+            break
+        if done_here >= slice_instructions or clk > slice_end:
+            break  # still ST_RUN: resumes in the same compute phase
         op = code[p, 0]
         a = code[p, 1]
         b = code[p, 2]
@@ -193,21 +208,23 @@ def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fif
 
 @njit(cache=True, parallel=True)
 def compute_phase(code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fifo_head, fifo_count,
-                  fifo_ready, clock, busy, icount, timing, max_instructions):
-    """Run every runnable tile until it blocks.
+                  fifo_ready, clock, busy, icount, timing, budget):
+    """Run every runnable tile until it blocks (or its slice ends).
 
-    Returns (instructions retired, tiles halted, tiles faulted), so the driver
-    needs no pass of its own over the status array."""
+    Returns (instructions retired, tiles halted, tiles faulted, tiles still
+    runnable), so the driver needs no pass of its own over the status array."""
     total = 0
     halted = 0
     faulted = 0
+    running = 0
     for t in prange(pc.shape[0]):
         if status[t] == ST_RUN:
             total += run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo,
-                              fifo_head, fifo_count, fifo_ready, clock, busy, icount, timing,
-                              max_instructions)
+                              fifo_head, fifo_count, fifo_ready, clock, busy, icount, timing, budget)
         if status[t] == ST_HALT:
             halted += 1
         elif status[t] == ST_FAULT:
             faulted += 1
-    return total, halted, faulted
+        elif status[t] == ST_RUN:
+            running += 1
+    return total, halted, faulted, running

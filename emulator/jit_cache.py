@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-CORE_MODULES = ("isa.py", "timing.py", "state.py", "simd_matmac.py", "transcendentals.py", "vector_ops.py",
+CORE_MODULES = ("isa.py", "budget.py", "timing.py", "state.py", "simd_matmac.py", "transcendentals.py", "vector_ops.py",
                 "core.py", "fabric.py", "scheduler.py")
 
 

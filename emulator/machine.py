@@ -19,7 +19,9 @@ import numpy as np
 from . import fabric, scheduler
 from .isa import SEND, format_instruction
 from .program import Program, TensorIO
-from .state import FAULT_NAMES, ST_FAULT, ST_HALT, ST_RECV, ST_SEND, FabricState
+from .budget import B_ROUNDS_PER_CALL, P_ROUNDS, RunBudget
+from .state import (BUDGET_FAULTS, FAULT_LIMIT, FAULT_NAMES, ST_FAULT, ST_HALT, ST_RECV, ST_RUN, ST_SEND,
+                    FabricState)
 
 
 class EmulatorError(Exception):
@@ -56,12 +58,17 @@ class RunStats:
         return d
 
 
+class BudgetError(EmulatorError):
+    """A run that used up its instruction, cycle or round budget."""
+
+
 class Emulator:
-    def __init__(self, program: Program, max_instructions_per_tile: int = 1 << 40):
+    def __init__(self, program: Program, budget: RunBudget | None = None):
         program.verify()
         self.program = program
+        self.budget = budget or RunBudget()
+        _require_memory(FabricState.estimate_bytes(program), program.config)
         self.state = FabricState(program)
-        self.max_instructions = max_instructions_per_tile
         self._tasks = np.zeros((max(4 * program.config.tiles, 64), 9), dtype=np.int64)
 
     # ------------------------------------------------------------- host I/O
@@ -132,18 +139,29 @@ class Emulator:
         p, s = self.program, self.state
         cfg = p.config
         timing = cfg.timing_vector()
+        budget = self.budget.vector(cfg.tiles)
+        progress = np.zeros(3, dtype=np.int64)
         err = np.zeros(3, dtype=np.int64)
         t0 = time.perf_counter()
-        outcome, rounds = scheduler.run_rounds(
-            p.code, p.descs, p.fimm, s.mem, s.regs, s.pc, s.status, s.fault, s.xfer, s.fifo, s.fifo_head,
-            s.fifo_count, s.fifo_ready, s.owner, s.routes, cfg.width, cfg.height, s.clock, s.busy, s.icount,
-            s.sent, s.link_wavelets, s.link_free, timing, s.route_scratch, self._tasks, err, self.max_instructions)
+        while True:  # the core pauses now and then, so Ctrl-C (KeyboardInterrupt) gets through
+            started = time.perf_counter()
+            outcome = scheduler.run_rounds(
+                p.code, p.descs, p.fimm, s.mem, s.regs, s.pc, s.status, s.fault, s.xfer, s.fifo, s.fifo_head,
+                s.fifo_count, s.fifo_ready, s.owner, s.routes, cfg.width, cfg.height, s.clock, s.busy, s.icount,
+                s.sent, s.link_wavelets, s.link_free, timing, s.route_scratch, self._tasks, err, budget, progress)
+            if outcome != scheduler.PAUSED:
+                break
+            _pace(budget, time.perf_counter() - started)
+        rounds = int(progress[P_ROUNDS])
         if outcome == scheduler.FAULT:
             self._raise_fault()
         if outcome == scheduler.FABRIC_ERROR:
             self._raise_fabric_error(err)
         if outcome == scheduler.DEADLOCK:
             raise DeadlockError(self._deadlock_report())
+        if outcome == scheduler.ROUND_BUDGET:
+            raise BudgetError(self._budget_report(f"the run used its budget of {self.budget.rounds} rounds "
+                                                  "(--max-rounds)"))
         wall = time.perf_counter() - t0
         return self._stats(rounds, wall)
 
@@ -177,6 +195,11 @@ class Emulator:
         s = self.state
         tiles = np.nonzero(s.status == ST_FAULT)[0]
         t = int(tiles[0])
+        if int(s.fault[t]) in BUDGET_FAULTS:
+            which = ("instruction", self.budget.instructions, "--max-instructions") \
+                if int(s.fault[t]) == FAULT_LIMIT else ("cycle", self.budget.cycles, "--max-cycles")
+            raise BudgetError(self._budget_report(f"tile {self._where(t)} used its {which[0]} budget of "
+                                                  f"{which[1]} ({which[2]})"))
         more = f" (and {len(tiles) - 1} more tiles)" if len(tiles) > 1 else ""
         raise EmulatorError(f"tile {self._where(t)} faulted: {FAULT_NAMES.get(int(s.fault[t]), 'fault')} "
                             f"at {self._instr_text(t)}{more}")
@@ -191,6 +214,26 @@ class Emulator:
             raise EmulatorError(f"routes of color {color}{name} loop (send from tile {self._where(t)})")
         raise EmulatorError(f"send from tile {self._where(t)} on color {color}{name} reaches no receiver "
                             f"({self._instr_text(t)})")
+
+    def _budget_report(self, what: str) -> str:
+        """What ran out, then the tiles that had not finished and where they are."""
+        s = self.state
+        unfinished = np.nonzero(s.status != ST_HALT)[0]
+        lines = [f"run stopped: {what}; {len(unfinished)} of {self.program.config.tiles} tiles had not "
+                 "finished (a larger budget may help, or the program does not end)"]
+        for t in unfinished[:8]:
+            lines.append(f"  tile {self._where(int(t))} {STATUS_WORDS[int(s.status[t])]} at "
+                         f"{self._instr_text(int(t))}{self._source_line(int(t))}")
+        if len(unfinished) > 8:
+            lines.append(f"  ... and {len(unfinished) - 8} more")
+        return "\n".join(lines)
+
+    def _source_line(self, t: int) -> str:
+        lines = self.program.meta.get("source_lines")
+        pc = int(self.state.pc[t])
+        if isinstance(lines, list) and 0 <= pc < len(lines) and lines[pc]:
+            return f" ({self.program.meta.get('source', 'source')} line {lines[pc]})"
+        return ""
 
     def _color_name(self, color: int) -> str:
         names = self.program.color_names
@@ -228,6 +271,44 @@ class Emulator:
         return ", ".join(parts) + (" ..." if nd > 4 else "")
 
 
+def available_memory_bytes() -> int | None:
+    """Memory the OS can give this process now (Linux MemAvailable), if known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _require_memory(need: int, cfg) -> None:
+    have = available_memory_bytes()
+    if have is not None and need > 0.9 * have:
+        raise EmulatorError(f"the emulator needs about {need / 2**30:.1f} GiB of state for "
+                            f"{cfg.width}x{cfg.height} tiles, and this machine has {have / 2**30:.1f} GiB "
+                            "available")
+
+
+STATUS_WORDS = {ST_RUN: "running", ST_SEND: "sending", ST_RECV: "receiving", ST_HALT: "halted",
+                ST_FAULT: "stopped"}
+
+
+def _pace(budget: np.ndarray, seconds: float) -> None:
+    """Aim each call into the core at about 0.1 s: more rounds per call while
+    calls are quick, fewer when one was slow."""
+    per_call = budget[B_ROUNDS_PER_CALL]
+    if seconds < 0.05 and per_call < 1 << 20:
+        budget[B_ROUNDS_PER_CALL] = per_call * 2
+    elif seconds > 0.2 and per_call > 1:
+        budget[B_ROUNDS_PER_CALL] = per_call // 2
+
+
 def run_program(program: Program, inputs: dict) -> tuple[dict, RunStats]:
     emu = Emulator(program)
     emu.load_inputs(inputs)
@@ -235,4 +316,4 @@ def run_program(program: Program, inputs: dict) -> tuple[dict, RunStats]:
     return emu.read_outputs(), stats
 
 
-__all__ = ["Emulator", "EmulatorError", "DeadlockError", "RunStats", "run_program"]
+__all__ = ["Emulator", "EmulatorError", "DeadlockError", "BudgetError", "RunBudget", "RunStats", "run_program"]

@@ -35,15 +35,28 @@ from .isa import REG_TX, REG_TY
 
 ST_RUN, ST_SEND, ST_RECV, ST_HALT, ST_FAULT = 0, 1, 2, 3, 4
 
-FAULT_ADDRESS, FAULT_LIMIT, FAULT_DIVIDE, FAULT_PC = 1, 2, 3, 4
+FAULT_ADDRESS, FAULT_LIMIT, FAULT_DIVIDE, FAULT_PC, FAULT_CYCLES = 1, 2, 3, 4, 5
 FAULT_NAMES = {FAULT_ADDRESS: "descriptor outside the tile's SRAM plan",
-               FAULT_LIMIT: "instruction limit reached (runaway loop?)",
+               FAULT_LIMIT: "instruction budget used up",
                FAULT_DIVIDE: "integer division by zero",
-               FAULT_PC: "program counter left the code (missing halt?)"}
+               FAULT_PC: "program counter left the code (missing halt?)",
+               FAULT_CYCLES: "cycle budget used up"}
+BUDGET_FAULTS = (FAULT_LIMIT, FAULT_CYCLES)  # reported as BudgetError, not as a program fault
 
 
 class FabricState:
     """Allocates and owns the state arrays for one program run."""
+
+    @staticmethod
+    def estimate_bytes(program) -> int:
+        """What __init__ will allocate, computed before allocating any of it."""
+        cfg = program.config
+        T, C, Q = cfg.tiles, max(program.routes.shape[1], 1), cfg.queue_depth
+        S = max(program.sram_words, 1)
+        per_tile = (4 * S + 4 * cfg.registers + 4 + 1 + 4 + 5 * 8      # mem, regs, pc, status, fault, counters
+                    + C * (4 * Q + 4 + 4 + 8 + 4 + 5)                   # queues, owner, routes
+                    + 4 * 8 * 2 + 8 * 4 + 9 * 8 * 4)                    # links, route scratch, copy tasks
+        return T * per_tile
 
     def __init__(self, program):
         cfg = program.config

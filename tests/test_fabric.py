@@ -4,7 +4,8 @@ import pytest
 
 from tilegrid.compiler.passes.route_streams import pattern_routes
 from conftest import assert_bits_equal, build_program
-from tilegrid.emulator import DeadlockError, Emulator, EmulatorError, MachineConfig, isa
+from tilegrid.emulator import (BudgetError, DeadlockError, Emulator, EmulatorError, MachineConfig, ProgramError,
+                              RunBudget, isa)
 from tilegrid.emulator.isa import PORT_E, PORT_RAMP, PORT_W, descriptor as D, instr as I
 
 BIT = {p: 1 << p for p in range(5)}
@@ -145,7 +146,8 @@ def test_route_loop_is_an_error_not_a_hang():
     routes[0, 0, PORT_RAMP] = BIT[PORT_E]
     routes[1, 0, PORT_W] = BIT[PORT_W]   # bounce back ...
     routes[0, 0, PORT_E] = BIT[PORT_E]   # ... and forth
-    with pytest.raises(EmulatorError, match="loop"):
+    # refused when the program is verified, before the fabric could trace it
+    with pytest.raises(ProgramError, match="back out the port it came in on"):
         run(2, 1, {0: [I(isa.SEND, 0, 0)]}, [D(0, [(4, 1)])], routes)
 
 
@@ -156,11 +158,54 @@ def test_descriptor_outside_sram_faults():
         run(1, 1, code, descs, np.zeros((1, 0, 5), np.uint8))
 
 
-def test_runaway_loop_hits_the_instruction_limit():
+def test_runaway_loop_hits_the_instruction_budget():
     code = [I(isa.JMP, 0)]
     prog = build_program(1, 1, code, [D(0, [(1, 1)])], 1)
-    with pytest.raises(EmulatorError, match="instruction limit"):
-        Emulator(prog, max_instructions_per_tile=10_000).run()
+    with pytest.raises(BudgetError, match=r"tile \(0,0\) used its instruction budget of 10000") as info:
+        Emulator(prog, RunBudget(instructions=10_000)).run()
+    assert "tile (0,0) stopped at pc 0: jmp" in str(info.value)
+
+
+def test_budget_stops_exactly_at_the_limit_even_across_pauses():
+    """A pause inside the compute phase (to let Ctrl-C through) is invisible:
+    a budget of n instructions retires exactly n, however the run is sliced."""
+    code = [I(isa.JMP, 0)]
+    prog = build_program(2, 1, code, [D(0, [(1, 1)])], 1)
+    emu = Emulator(prog, RunBudget(instructions=5_000_000))
+    with pytest.raises(BudgetError):
+        emu.run()
+    assert emu.state.icount.tolist() == [5_000_000, 5_000_000]
+
+
+def test_cycle_budget_names_every_unfinished_tile():
+    # tile 0 spins; tile 1 waits forever for a message tile 0 never sends
+    code = [I(isa.LI, 2, 0), I(isa.BEQ, 0, 2, 1), I(isa.RECV, 0, 0), I(isa.HALT)]
+    routes = np.zeros((2, 1, 5), np.uint8)
+    routes[0, 0, PORT_RAMP] = BIT[PORT_E]
+    routes[1, 0, PORT_W] = BIT[PORT_RAMP]
+    prog = build_program(2, 1, code, [D(0, [(1, 1)])], 1, routes=routes)
+    with pytest.raises(BudgetError, match="cycle budget of 1000") as info:
+        Emulator(prog, RunBudget(cycles=1000)).run()
+    text = str(info.value)
+    assert "2 of 2 tiles had not finished" in text
+    assert "tile (0,0) stopped at pc 1: beq" in text
+    assert "tile (1,0) receiving at pc 2: recv" in text
+
+
+def test_round_budget():
+    # a ping-pong between two tiles: every round moves one wavelet
+    code = [I(isa.LI, 2, 0),
+            I(isa.BEQ, 0, 2, 5),                      # tile 0 sends first, tile 1 receives first
+            I(isa.RECV, 0, 0), I(isa.SEND, 0, 0), I(isa.JMP, 2),
+            I(isa.SEND, 0, 0), I(isa.RECV, 0, 0), I(isa.JMP, 5)]
+    routes = np.zeros((2, 1, 5), np.uint8)
+    routes[0, 0, PORT_RAMP] = BIT[PORT_E]
+    routes[1, 0, PORT_W] = BIT[PORT_RAMP]
+    routes[1, 0, PORT_RAMP] = BIT[PORT_W]
+    routes[0, 0, PORT_E] = BIT[PORT_RAMP]
+    prog = build_program(2, 1, code, [D(0, [(1, 1)])], 1, routes=routes)
+    with pytest.raises(BudgetError, match="budget of 50 rounds"):
+        Emulator(prog, RunBudget(rounds=50)).run()
 
 
 def test_transfer_latency_grows_with_hops():

@@ -16,6 +16,7 @@ from tilegrid import kernels
 from tilegrid.compiler.driver import CompiledKernel, compile_source
 from tilegrid.compiler.source_files import SourceFileError, read_source_file
 from tilegrid.emulator.config import MachineConfig
+from tilegrid.emulator.budget import RunBudget
 from tilegrid.emulator.machine import Emulator, RunStats
 from tilegrid.emulator.program import Program
 
@@ -69,21 +70,24 @@ def validate_inputs(inputs: dict) -> dict:
 
 
 def run_kernel(kernel: str, inputs: dict, grid=(4, 4), params: dict | None = None,
-               config: MachineConfig | None = None, check: bool = False) -> RunResult:
-    """Compile for the inputs' shapes, run on the emulator, optionally check."""
+               config: MachineConfig | None = None, check: bool = False,
+               budget: RunBudget | None = None) -> RunResult:
+    """Compile for the inputs' shapes, run on the emulator, optionally check.
+    budget bounds the run (instructions and cycles per tile, rounds); see RunBudget."""
     inputs = validate_inputs(inputs)
     compiled = compile_kernel(kernel, grid, {k: v.shape for k, v in inputs.items()}, params, config)
-    return run_program_checked(compiled.program, inputs, params or {}, check)
+    return run_program_checked(compiled.program, inputs, params or {}, check, budget)
 
 
-def run_program_checked(program: Program, inputs: dict, params: dict, check: bool) -> RunResult:
+def run_program_checked(program: Program, inputs: dict, params: dict, check: bool,
+                        budget: RunBudget | None = None) -> RunResult:
     missing = [io.name for io in program.io if io.role == "input" and io.name not in inputs]
     if missing:
         raise UserError(f"missing input '{missing[0]}' (kernel {program.meta.get('kernel')} takes "
                         f"{', '.join(io.name for io in program.io if io.role == 'input')})")
     if check:
         reference_for(program)  # before the run: a kernel --check cannot compare is refused at once
-    emu = Emulator(program)
+    emu = Emulator(program, budget)
     emu.load_inputs(inputs)
     stats = emu.run()
     outputs = emu.read_outputs()

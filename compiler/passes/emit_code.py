@@ -33,7 +33,7 @@ NEGATE = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
 def emit_code(k: SpatialKernel, config: MachineConfig, meta: dict | None = None) -> Program:
     em = _Emitter(k, config)
     em.block(k.body)
-    em.code.append(instr(isa.HALT))
+    em.emit(isa.HALT)
     code = np.array(em.code, dtype=np.int32).reshape(-1, isa.INSTR_FIELDS)
     for at, field, label in em.fixups:  # resolve branch targets
         code[at, field] = em.labels_at[label]
@@ -48,7 +48,7 @@ def emit_code(k: SpatialKernel, config: MachineConfig, meta: dict | None = None)
                    regions=[CodeRegion(k.name, 0, len(code), 0, 0, k.width, k.height)],
                    routes=np.ascontiguousarray(k.routes, dtype=np.uint8), sram_words=k.sram_words,
                    buffers=buffers, io=io, color_names=list(k.streams), labels=labels,
-                   meta={"kernel": k.name, "bindings": dict(k.bindings), **(meta or {})})
+                   meta={"kernel": k.name, "bindings": dict(k.bindings), "source_lines": em.lines, **(meta or {})})
 
 
 class _Emitter:
@@ -56,6 +56,7 @@ class _Emitter:
         self.k = k
         self.config = config
         self.code: list[list[int]] = []
+        self.lines: list[int] = []     # source line of each instruction, for run-time reports
         self.descs: list[list[int]] = []
         self.desc_index: dict[tuple, int] = {}
         self.fimm: list[float] = []
@@ -86,6 +87,7 @@ class _Emitter:
             args = args[:field - 1] + (0,) + args[field - 1:]
             self.fixups.append((len(self.code), field, target))
         self.code.append(instr(op, *args))
+        self.lines.append(self.span.line if self.span is not None else 0)
 
     def alloc(self) -> int:
         if not self.free_regs:
