@@ -6,6 +6,26 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 
+# Allowed ranges of the machine figures. They bound every state array the
+# emulator allocates from them, so a saved program or a CLI flag cannot ask
+# for terabytes. Grids go to 4096 per side (the project aims past 1024x1024).
+MAX_GRID_SIDE = 4096
+DEFAULT_MAX = 1024                     # latencies, bandwidths, lane counts, cycle costs, byte sizes
+LIMITS = {
+    "width": (1, MAX_GRID_SIDE),
+    "height": (1, MAX_GRID_SIDE),
+    "sram_bytes": (1, 16 << 20),       # 16 MiB per tile
+    "word_bytes": (4, 4),              # the core's SRAM and wavelets are 32-bit arrays
+    "colors": (1, 64),
+    "queue_depth": (1, 1024),
+    "registers": (2, 256),
+}
+LIMIT_REASONS = {
+    "word_bytes": " (a word is one f32)",
+    "registers": " (r0 and r1 hold the tile's coordinates)",
+}
+
+
 @dataclass(frozen=True)
 class MachineConfig:
     """Parameters of a W x H tile fabric (defaults follow DESIGN.md).
@@ -34,8 +54,16 @@ class MachineConfig:
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"machine parameter {f.name} must be a positive integer, got {value!r}")
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            # bool is an int subclass, but True is no machine figure
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"machine parameter {f.name} must be a positive integer, got {shown}")
+            low, high = LIMITS.get(f.name, (1, DEFAULT_MAX))
+            if not low <= value <= high:
+                allowed = f"be {low}" if low == high else f"be an integer in {low}..{high}"
+                raise ValueError(f"machine parameter {f.name} must {allowed}, got {shown}"
+                                 + LIMIT_REASONS.get(f.name, ""))
+            object.__setattr__(self, f.name, int(value))  # plain ints: JSON-safe, no numpy overflow rules
         if self.sram_bytes % self.word_bytes:
             raise ValueError("sram_bytes must be a multiple of word_bytes")
 

@@ -13,12 +13,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .config import MachineConfig
-from .isa import (DESC_FIELDS, INSTR_FIELDS, MMAC, OPERANDS, PORT_NAMES, desc_extents, desc_size,
-                  format_descriptor, format_instruction)
-
-
-class ProgramError(Exception):
-    """A program that cannot be loaded (malformed code, routes or plan)."""
+from .isa import PORT_NAMES, desc_size, format_instruction
+from .program_check import (FORMAT, ProgramError, check_program, entry_fields, json_labels, json_list,
+                            read_program_file)
 
 
 @dataclass
@@ -86,66 +83,9 @@ class Program:
 
     # ------------------------------------------------------------------ checks
     def verify(self) -> None:
-        """Structural checks, so the numba core can trust its inputs."""
-        cfg = self.config
-        if self.code.ndim != 2 or self.code.shape[1] != INSTR_FIELDS or self.code.dtype != np.int32:
-            raise ProgramError("code must be an int32 array with 6 columns")
-        if self.descs.ndim != 2 or self.descs.shape[1] != DESC_FIELDS or self.descs.dtype != np.int32:
-            raise ProgramError("descriptors must be an int32 array with 10 columns")
-        n_colors = self.routes.shape[1] if self.routes.ndim == 3 else -1
-        if self.routes.shape != (cfg.tiles, max(n_colors, 0), 5) or self.routes.dtype != np.uint8:
-            raise ProgramError(f"routes must be uint8 [tiles={cfg.tiles}, colors, 5], got {self.routes.shape}")
-        if n_colors > cfg.colors:
-            raise ProgramError(f"program uses {n_colors} colors but the machine has {cfg.colors}")
-        if self.sram_bytes_used() > cfg.sram_bytes:
-            raise ProgramError(f"program needs {self.sram_bytes_used()} bytes of SRAM per tile (data and "
-                               f"code), the machine has {cfg.sram_bytes}")
-        covered = np.zeros((cfg.height, cfg.width), dtype=np.int32)
-        for r in self.regions:
-            if not (0 <= r.x0 < r.x1 <= cfg.width and 0 <= r.y0 < r.y1 <= cfg.height):
-                raise ProgramError(f"region {r.name} lies outside the {cfg.width}x{cfg.height} grid")
-            if not (0 <= r.start < r.end <= len(self.code)):
-                raise ProgramError(f"region {r.name} has an empty or out-of-range code span")
-            covered[r.y0:r.y1, r.x0:r.x1] += 1
-        if covered.max(initial=0) > 1:
-            raise ProgramError("code regions overlap")
-        for i, row in enumerate(self.code):
-            kinds = OPERANDS.get(int(row[0]))
-            if kinds is None:
-                raise ProgramError(f"instruction {i}: unknown opcode {int(row[0])}")
-            for kind, v in zip(kinds, row[1:]):
-                bad = ((kind == "r" and not 0 <= v < cfg.registers)
-                       or (kind == "t" and not 0 <= v < len(self.code))
-                       or (kind == "d" and not 0 <= v < len(self.descs))
-                       or (kind == "f" and not 0 <= v < len(self.fimm))
-                       or (kind == "c" and not 0 <= v < max(n_colors, 0)))
-                if bad:
-                    raise ProgramError(f"instruction {i} ({format_instruction(row, self.descs, self.fimm)}): "
-                                       f"operand {kind}={int(v)} out of range")
-            self._verify_vector_shapes(i, row)
-        for j, d in enumerate(self.descs):
-            if d[1] >= cfg.registers or d[1] < -1:
-                raise ProgramError(f"descriptor {j} uses register r{int(d[1])}")
-            if min(desc_extents(d)) < 1:
-                raise ProgramError(f"descriptor {j} {format_descriptor(d)} has an empty dimension")
-            if d[1] < 0:  # static address: check it stays inside the plan
-                lo, hi = descriptor_span(d)
-                if lo < 0 or hi >= self.sram_words:
-                    raise ProgramError(f"descriptor {j} {format_descriptor(d)} reaches words [{lo}, {hi}] "
-                                       f"outside the {self.sram_words}-word SRAM plan")
-
-    def _verify_vector_shapes(self, i: int, row) -> None:
-        op, kinds = int(row[0]), OPERANDS[int(row[0])]
-        ds = [self.descs[v] for k, v in zip(kinds, row[1:]) if k == "d"]
-        if len(ds) < 2:
-            return
-        if op == MMAC:
-            c, a, b = (desc_extents(d)[2:] for d in ds)
-            if not (c[0] == a[0] and c[1] == b[1] and a[1] == b[0]):
-                raise ProgramError(f"instruction {i}: mmac shapes c{c} a{a} b{b} do not agree")
-        elif len({desc_extents(d) for d in ds}) != 1:
-            raise ProgramError(f"instruction {i} ({format_instruction(row, self.descs, self.fimm)}): "
-                               "operand descriptors have different extents")
+        """Every check the numba core and the host I/O rely on (program_check.py): a
+        program that passes cannot make the core read or write outside its arrays."""
+        check_program(self)
 
     # ---------------------------------------------------------------- printing
     def format_asm(self) -> str:
@@ -200,7 +140,7 @@ class Program:
     # ----------------------------------------------------------------- save/load
     def save(self, path) -> None:
         header = {
-            "format": "tilegrid-program-1",
+            "format": FORMAT,
             "config": self.config.to_dict(),
             "regions": [asdict(r) for r in self.regions],
             "sram_words": self.sram_words,
@@ -216,43 +156,24 @@ class Program:
 
     @staticmethod
     def load(path) -> "Program":
+        """Read and validate a .tgp file. Any problem is one ProgramError naming the file."""
         try:
-            with np.load(path) as z:
-                header = json.loads(bytes(z["header"]).decode())
-                if header.get("format") != "tilegrid-program-1":
-                    raise ProgramError(f"{path}: not a tilegrid program")
-                prog = Program(
-                    config=MachineConfig(**header["config"]),
-                    code=z["code"], descs=z["descs"], fimm=z["fimm"], routes=z["routes"],
-                    regions=[CodeRegion(**r) for r in header["regions"]],
-                    sram_words=header["sram_words"],
-                    buffers=[BufferPlacement(**{**b, "shape": tuple(b["shape"]), "live": tuple(b["live"])})
-                             for b in header["buffers"]],
-                    io=[TensorIO(**{**t, "shape": tuple(t["shape"]), "axes": tuple(t["axes"]),
-                                    "block": tuple(t["block"])}) for t in header["io"]],
-                    color_names=header["color_names"],
-                    labels={int(k): v for k, v in header["labels"].items()},
-                    meta=header["meta"],
-                )
-        except ProgramError:
-            raise
-        except Exception as exc:  # zip, key or JSON trouble: one message for the user
-            raise ProgramError(f"{path}: cannot read program file ({exc})") from None
-        prog.verify()
+            header, config, arrays = read_program_file(path)
+            prog = Program._from_header(header, config, arrays)
+            prog.verify()
+        except ProgramError as exc:
+            raise ProgramError(f"{path}: {exc}") from None
         return prog
 
-
-def descriptor_span(d) -> tuple[int, int]:
-    """Lowest and highest word a static descriptor touches."""
-    lo = hi = int(d[0])
-    for i in range(4):
-        extent, stride = int(d[2 + 2 * i]), int(d[3 + 2 * i])
-        reach = (extent - 1) * stride
-        if reach < 0:
-            lo += reach
-        else:
-            hi += reach
-    return lo, hi
+    @staticmethod
+    def _from_header(header: dict, config: MachineConfig, arrays: dict) -> "Program":
+        """The Program a checked header describes; verify() then checks every value."""
+        def entries(key, cls):
+            return [cls(**entry_fields(e, f"{key}[{i}]", cls)) for i, e in enumerate(json_list(header[key], key))]
+        return Program(config=config, **arrays, regions=entries("regions", CodeRegion),
+                       sram_words=header["sram_words"], buffers=entries("buffers", BufferPlacement),
+                       io=entries("io", TensorIO), color_names=header["color_names"],
+                       labels=json_labels(header["labels"]), meta=header["meta"])
 
 
 def _format_tiles(tiles: list[int], width: int) -> str:
