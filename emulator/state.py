@@ -55,7 +55,7 @@ class FabricState:
         S = max(program.sram_words, 1)
         per_tile = (4 * S + 4 * cfg.registers + 4 + 1 + 4 + 5 * 8      # mem, regs, pc, status, fault, counters
                     + C * (4 * Q + 4 + 4 + 8 + 4 + 5)                   # queues, owner, routes
-                    + 4 * 8 * 2 + 8 * 4 + 9 * 8 * 4)                    # links, route scratch, copy tasks
+                    + 4 * 8 * 2 + 8 * 4 * 8 + 9 * 8 * 4)                # links, route scratch, copy tasks
         return T * per_tile
 
     def __init__(self, program):
