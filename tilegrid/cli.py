@@ -19,6 +19,7 @@ from tilegrid.emulator.config import MachineConfig, parse_grid
 from tilegrid.emulator.jit_cache import cache_is_cold
 from tilegrid.emulator.program import Program
 
+from . import sweep
 from .api import (check_against_reference, compile_kernel, machine, run_program_checked,
                   validate_inputs)
 from .errors import USER_ERRORS, UserError
@@ -69,16 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     machine_args(demo, grid_default="8x8")
 
     sub.add_parser("kernels", help="list the bundled kernels")
+
+    sw = sub.add_parser("sweep", help="run a kernel over grids and parameters; write a table and a plot",
+                        description=sweep.DESCRIPTION)
+    sweep.add_arguments(sw)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("run", "demo") and sys.stderr.isatty() and cache_is_cold():
+    if args.command in ("run", "demo", "sweep") and sys.stderr.isatty() and cache_is_cold():
         print("tilegrid: compiling the emulator core; this happens once and takes about 30 s",
               file=sys.stderr, flush=True)
     try:
-        return {"run": cmd_run, "compile": cmd_compile, "demo": cmd_demo, "kernels": cmd_kernels}[args.command](args)
+        return {"run": cmd_run, "compile": cmd_compile, "demo": cmd_demo, "kernels": cmd_kernels,
+                "sweep": sweep.cmd_sweep}[args.command](args)
     except USER_ERRORS as err:
         print(_one_message(err), file=sys.stderr)
         return 2
