@@ -9,12 +9,12 @@ import argparse
 import json
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from tilegrid import kernels
+from tilegrid.emulator.budget import RunBudget
 from tilegrid.emulator.config import MachineConfig, parse_grid
 from tilegrid.emulator.jit_cache import cache_is_cold
 from tilegrid.emulator.program import Program
@@ -23,6 +23,7 @@ from . import sweep
 from .api import (check_against_reference, compile_kernel, machine, run_program_checked,
                   validate_inputs)
 from .errors import USER_ERRORS, UserError
+from .input_files import load_npz, read_headers, write_npz
 
 EMIT_CHOICES = ("ir", "lowered", "asm", "routes", "plan")
 
@@ -45,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--queue-depth", type=int, default=MachineConfig.queue_depth,
                         help="wavelets buffered per color at a tile's ramp")
 
+    def budget_args(sp):
+        d = RunBudget()
+        sp.add_argument("--max-instructions", type=int, default=d.instructions, metavar="N",
+                        help=f"stop when a tile has retired N instructions (default {d.instructions:,})")
+        sp.add_argument("--max-cycles", type=int, default=d.cycles, metavar="N",
+                        help=f"stop when a tile's clock passes N cycles (default {d.cycles:,})")
+        sp.add_argument("--max-rounds", type=int, default=d.rounds, metavar="N",
+                        help=f"stop after N compute/fabric rounds (default {d.rounds:,})")
+
     run = sub.add_parser("run", help="compile a kernel for its inputs and run it")
     run.add_argument("kernel", help="a bundled kernel name, a .tg file, or a saved .tgp program")
     run.add_argument("--inputs", required=True, help=".npz file with one array per kernel input")
@@ -53,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="compare with the ordered reference (raw bits) and a float64 ground truth")
     run.add_argument("--stats", help="write run statistics as JSON")
     machine_args(run)
+    budget_args(run)
 
     comp = sub.add_parser("compile", help="compile a kernel and print the lowered program")
     comp.add_argument("kernel")
@@ -68,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "(S=64, Dm=128, heads=4, Dff=512, causal)")
     demo.add_argument("--size", type=int, default=256, help="matmul: M = K = N (default 256)")
     machine_args(demo, grid_default="8x8")
+    budget_args(demo)
 
     sub.add_parser("kernels", help="list the bundled kernels")
 
@@ -83,16 +95,23 @@ def main(argv=None) -> int:
         print("tilegrid: compiling the emulator core; this happens once and takes about 30 s",
               file=sys.stderr, flush=True)
     try:
-        return {"run": cmd_run, "compile": cmd_compile, "demo": cmd_demo, "kernels": cmd_kernels,
-                "sweep": sweep.cmd_sweep}[args.command](args)
+        # Numbers follow IEEE f32 (inf, NaN) without numpy's warnings on the terminal.
+        with np.errstate(all="ignore"):
+            return _dispatch(args)
     except USER_ERRORS as err:
         print(_one_message(err), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("tilegrid: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+
+
+def _dispatch(args) -> int:
+    return {"run": cmd_run, "compile": cmd_compile, "demo": cmd_demo, "kernels": cmd_kernels,
+            "sweep": sweep.cmd_sweep}[args.command](args)
 
 
 def _one_message(err) -> str:
@@ -126,49 +145,40 @@ def parse_params(items: list[str]) -> dict:
     return params
 
 
-def load_npz(path: str) -> dict:
+def _budget(args) -> RunBudget:
     try:
-        with open(path, "rb") as f:
-            magic = f.read(6)
-    except FileNotFoundError:
-        raise UserError(f"inputs file '{path}' does not exist") from None
-    except OSError as exc:
-        raise UserError(f"cannot read '{path}': {exc.strerror}") from None
-    if magic == b"\x93NUMPY":
-        raise UserError(f"'{path}' is a .npy file and holds one array; save inputs with "
-                        "np.savez('inputs.npz', A=..., B=...)")
-    if not zipfile.is_zipfile(path):
-        raise UserError(f"'{path}' is not a readable .npz file: it is not a zip archive "
-                        "(save inputs with np.savez('inputs.npz', A=..., B=...))")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(f"'{path}' is not a readable .npz file ({exc})") from None
+        return RunBudget(instructions=args.max_instructions, cycles=args.max_cycles, rounds=args.max_rounds)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _fabric_bytes(cfg: MachineConfig) -> tuple[int, str]:
+    """Inputs larger than every tile's SRAM together cannot be placed."""
+    total = cfg.tiles * cfg.sram_bytes
+    return total, f"the {cfg.width}x{cfg.height} fabric has"
 
 
 def cmd_run(args) -> int:
     params = parse_params(args.param)
-    inputs = validate_inputs(load_npz(args.inputs))
+    budget = _budget(args)
+    headers = read_headers(args.inputs)  # shapes first; no data is decompressed before the checks
     if args.kernel.endswith(".tgp"):
         program = Program.load(args.kernel)
-        _check_saved_inputs(program, inputs)
+        _check_saved_inputs(program, {k: h.shape for k, h in headers.items()})
     else:
         cfg = _config(args)
-        compiled = compile_kernel(args.kernel, (cfg.width, cfg.height), {k: v.shape for k, v in inputs.items()},
-                                  params, cfg)
-        program = compiled.program
-    result = run_program_checked(program, inputs, params, check=args.check)
+        program = compile_kernel(args.kernel, (cfg.width, cfg.height), {k: h.shape for k, h in headers.items()},
+                                 params, cfg).program
+    limit, room = _fabric_bytes(program.config)
+    inputs = validate_inputs(load_npz(args.inputs, limit, f"{room} {limit} bytes of SRAM in all:"))
+    result = run_program_checked(program, inputs, params, check=args.check, budget=budget)
     if args.output:
-        try:
-            np.savez(args.output, **result.outputs)
-        except OSError as exc:
-            raise UserError(f"cannot write '{args.output}': {exc}") from None
+        write_npz(args.output, result.outputs)
     if args.stats:
         try:
             Path(args.stats).write_text(json.dumps(result.stats.to_dict(), indent=2) + "\n")
         except OSError as exc:
-            raise UserError(f"cannot write '{args.stats}': {exc}") from None
+            raise UserError(f"cannot write '{args.stats}': {exc.strerror or exc}") from None
     print(summary_line(program, result.stats))
     if result.check is not None:
         print(result.check.summary())
@@ -176,16 +186,16 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _check_saved_inputs(program: Program, inputs: dict):
+def _check_saved_inputs(program: Program, shapes: dict):
     for io in program.io:
-        if io.role == "input" and io.name in inputs and tuple(inputs[io.name].shape) != tuple(io.shape):
-            raise UserError(f"input '{io.name}' has shape {tuple(inputs[io.name].shape)}, the saved program "
+        if io.role == "input" and io.name in shapes and tuple(shapes[io.name]) != tuple(io.shape):
+            raise UserError(f"input '{io.name}' has shape {tuple(shapes[io.name])}, the saved program "
                             f"was compiled for {tuple(io.shape)}")
 
 
 def cmd_compile(args) -> int:
     cfg = _config(args)
-    shapes = {k: v.shape for k, v in load_npz(args.inputs).items()} if args.inputs else {}
+    shapes = {k: h.shape for k, h in read_headers(args.inputs).items()} if args.inputs else {}
     compiled = compile_kernel(args.kernel, (cfg.width, cfg.height), shapes, parse_params(args.param), cfg)
     prog = compiled.program
     text = {"ir": compiled.ir, "lowered": compiled.lowered, "asm": prog.format_asm(),
@@ -209,20 +219,33 @@ def cmd_demo(args) -> int:
                 "causal")
     else:
         name, params, n = "matmul", {}, args.size
+        if n < 1:
+            raise UserError(f"--size must be at least 1, got {n}")
         sizes = {"M": n, "K": n, "N": n}
         what = f"C = A @ B with SUMMA, {n}x{n}x{n} f32"
+    need = 4 * sum(int(np.prod(shape)) for shape in _demo_shapes(name, sizes))
+    limit, room = _fabric_bytes(cfg)
+    if need > limit:
+        raise UserError(f"the demo's inputs take {need} bytes; {room} {limit} bytes of SRAM in all "
+                        "(use a smaller --size or a larger --grid)")
     inputs = kernels.BUNDLED[name].make_inputs(rng, sizes)
     print(f"tilegrid demo: {what} on a {cfg.width}x{cfg.height} grid")
     t0 = time.perf_counter()
     compiled = compile_kernel(name, (cfg.width, cfg.height), {k: v.shape for k, v in inputs.items()}, params, cfg)
     t1 = time.perf_counter()
-    result = run_program_checked(compiled.program, inputs, params, check=False)
+    result = run_program_checked(compiled.program, inputs, params, check=False, budget=_budget(args))
     t2 = time.perf_counter()
     report = check_against_reference(compiled.program, inputs, result.outputs, params)
     print(summary_line(compiled.program, result.stats))
     print(report.summary())
     print(f"compile {t1 - t0:.2f} s, emulate {t2 - t1:.2f} s")
     return 0 if report.ok else 1
+
+
+def _demo_shapes(name: str, sizes: dict) -> list[tuple]:
+    if name == "matmul":
+        return [(sizes["M"], sizes["K"]), (sizes["K"], sizes["N"])]
+    return [(sizes["S"], sizes["Dm"])]  # the block's activations; its weights are checked at compile time
 
 
 def cmd_kernels(args) -> int:

@@ -168,11 +168,8 @@ def _fabric_bytes(point: Point) -> int:
 
 def load_inputs(path: str, points: list[Point]) -> dict:
     """The npz, refused (UserError) when its arrays exceed the SRAM of the points' largest fabric."""
-    try:
-        from .input_files import load_npz   # sizes the archive from its headers before reading it
-    except ImportError:
-        from .cli import load_npz
-        return load_npz(path)
+    from .input_files import load_npz   # sizes the archive from its headers before reading it
+
     big = max(points, key=_fabric_bytes)
     return load_npz(path, _fabric_bytes(big), f"the {big.grid[0]}x{big.grid[1]} fabric has SRAM for")
 
