@@ -6,9 +6,9 @@ tiles still running and where they are:
   cycles        per tile clock, in the timing model (--max-cycles)
   rounds        compute/fabric phase pairs of the whole run (--max-rounds)
 
-Separately, the numba loop hands control back to Python every so often (a
-slice of instructions and cycles per tile, a number of rounds per call) so
-that a pending Ctrl-C is raised. A slice boundary changes nothing: a tile cut
+Separately, the numba loop hands control back to Python about every 0.1 s (a
+slice of instructions and cycles per tile, a number of rounds per call, both
+paced by the driver from the wall clock) so that a pending Ctrl-C is raised. A slice boundary changes nothing: a tile cut
 short resumes in the same compute phase before any transfer is matched, so
 values, cycles and stats are those of an uncut run.
 """
@@ -23,9 +23,10 @@ B_INSTRUCTIONS, B_CYCLES, B_ROUNDS, B_SLICE_INSTRUCTIONS, B_SLICE_CYCLES, B_ROUN
 # indices into the progress vector the scheduler keeps between calls
 P_ROUNDS, P_RESUMING, P_RETIRED = range(3)
 
-# A call into the core should return within about this much work.
-_SLICE_INSTRUCTIONS = 1 << 22
-_SLICE_CYCLES = 1 << 27
+# The first call into the core returns within about this much work; the
+# driver then doubles or halves the slices to keep calls near 0.1 s.
+_SLICE_INSTRUCTIONS = 1 << 20
+_SLICE_CYCLES = 1 << 25
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 from . import fabric, scheduler
 from .isa import SEND, format_instruction
 from .program import Program, TensorIO
-from .budget import B_ROUNDS_PER_CALL, P_ROUNDS, RunBudget
+from .budget import B_ROUNDS_PER_CALL, B_SLICE_CYCLES, B_SLICE_INSTRUCTIONS, P_ROUNDS, RunBudget
 from .state import (BUDGET_FAULTS, FAULT_LIMIT, FAULT_NAMES, ST_FAULT, ST_HALT, ST_RECV, ST_RUN, ST_SEND,
                     FabricState)
 
@@ -151,7 +151,7 @@ class Emulator:
                 s.sent, s.link_wavelets, s.link_free, timing, s.route_scratch, self._tasks, err, budget, progress)
             if outcome != scheduler.PAUSED:
                 break
-            _pace(budget, time.perf_counter() - started)
+            _pace(budget, time.perf_counter() - started, cfg.tiles)
         rounds = int(progress[P_ROUNDS])
         if outcome == scheduler.FAULT:
             self._raise_fault()
@@ -299,14 +299,18 @@ STATUS_WORDS = {ST_RUN: "running", ST_SEND: "sending", ST_RECV: "receiving", ST_
                 ST_FAULT: "stopped"}
 
 
-def _pace(budget: np.ndarray, seconds: float) -> None:
-    """Aim each call into the core at about 0.1 s: more rounds per call while
-    calls are quick, fewer when one was slow."""
-    per_call = budget[B_ROUNDS_PER_CALL]
-    if seconds < 0.05 and per_call < 1 << 20:
-        budget[B_ROUNDS_PER_CALL] = per_call * 2
-    elif seconds > 0.2 and per_call > 1:
-        budget[B_ROUNDS_PER_CALL] = per_call // 2
+def _pace(budget: np.ndarray, seconds: float, tiles: int) -> None:
+    """Aim each call into the core at about 0.1 s: more rounds and longer slices
+    while calls are quick, fewer and shorter when one was slow. Pauses change
+    no result (budget.py), so this may follow the wall clock."""
+    if seconds < 0.05:
+        budget[B_ROUNDS_PER_CALL] = min(budget[B_ROUNDS_PER_CALL] * 2, 1 << 20)
+        budget[B_SLICE_INSTRUCTIONS] = min(budget[B_SLICE_INSTRUCTIONS] * 2, max(64, (1 << 26) // tiles))
+        budget[B_SLICE_CYCLES] = min(budget[B_SLICE_CYCLES] * 2, max(1 << 16, (1 << 31) // tiles))
+    elif seconds > 0.2:
+        budget[B_ROUNDS_PER_CALL] = max(budget[B_ROUNDS_PER_CALL] // 2, 1)
+        budget[B_SLICE_INSTRUCTIONS] = max(budget[B_SLICE_INSTRUCTIONS] // 2, 64)
+        budget[B_SLICE_CYCLES] = max(budget[B_SLICE_CYCLES] // 2, 1 << 10)
 
 
 def run_program(program: Program, inputs: dict) -> tuple[dict, RunStats]:

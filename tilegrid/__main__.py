@@ -1,6 +1,6 @@
 """`python -m tilegrid` is the `tilegrid` command."""
 import sys
 
-from tilegrid.cli import main
+from tilegrid.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -107,6 +108,18 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+
+
+def console_main() -> int:
+    """The `tilegrid` command and `python -m tilegrid`. After Ctrl-C it leaves at
+    once: a normal interpreter exit would first wait on an abandoned compile
+    thread and free the whole emulator state, which can take seconds."""
+    status = main()
+    if status == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    return status
 
 
 def _dispatch(args) -> int:
@@ -265,4 +278,4 @@ def summary_line(program: Program, stats) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())
