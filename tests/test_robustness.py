@@ -241,3 +241,18 @@ def test_outputs_and_every_stat_are_identical_across_thread_counts():
         digests.append(proc.stdout.strip())
     assert len(digests[0]) == 64
     assert digests[0] == digests[1] == digests[2]
+
+
+def test_machine_flags_cannot_change_a_saved_program(tmp_path, capsys):
+    np.savez(tmp_path / "in.npz", A=f32(8, 8), B=f32(8, 8))
+    saved = tmp_path / "mm.tgp"
+    rc, _, err = cli(capsys, "compile", "matmul", "--grid", "2x2", "--inputs", tmp_path / "in.npz", "-o", saved)
+    assert rc == 0, err
+    rc, out, err = cli(capsys, "run", saved, "--inputs", tmp_path / "in.npz", "--grid", "4x4")
+    one_error(rc, out, err)
+    assert f"--grid 4x4: '{saved}' was compiled for 2x2 tiles" in err
+    rc, out, err = cli(capsys, "run", saved, "--inputs", tmp_path / "in.npz", "--queue-depth", "2")
+    one_error(rc, out, err)
+    assert "--queue-depth 2:" in err
+    rc, out, err = cli(capsys, "run", saved, "--inputs", tmp_path / "in.npz", "--grid", "2x2", "--queue-depth", "8")
+    assert rc == 0, err

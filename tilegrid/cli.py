@@ -39,13 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def machine_args(sp, grid_default="4x4"):
-        sp.add_argument("--grid", default=grid_default, help=f"tiles WxH (default {grid_default})")
+        # Defaults are filled in by _config, so that a flag given for a saved
+        # program (which carries its own machine) can be told from one left out.
+        sp.set_defaults(grid_default=grid_default)
+        sp.add_argument("--grid", help=f"tiles WxH (default {grid_default})")
         sp.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a kernel parameter or size, e.g. --param M=64")
-        sp.add_argument("--sram-bytes", type=int, default=MachineConfig.sram_bytes, help="SRAM per tile")
-        sp.add_argument("--colors", type=int, default=MachineConfig.colors, help="colors per router")
-        sp.add_argument("--queue-depth", type=int, default=MachineConfig.queue_depth,
-                        help="wavelets buffered per color at a tile's ramp")
+        sp.add_argument("--sram-bytes", type=int, help=f"SRAM per tile (default {MachineConfig.sram_bytes})")
+        sp.add_argument("--colors", type=int, help=f"colors per router (default {MachineConfig.colors})")
+        sp.add_argument("--queue-depth", type=int,
+                        help=f"wavelets buffered per color at a tile's ramp (default {MachineConfig.queue_depth})")
 
     def budget_args(sp):
         d = RunBudget()
@@ -133,13 +136,30 @@ def _one_message(err) -> str:
     return text if ": error:" in text.split("\n")[0] else f"tilegrid: error: {text}"
 
 
+MACHINE_FLAGS = {"sram_bytes": "--sram-bytes", "colors": "--colors", "queue_depth": "--queue-depth"}
+
+
 def _config(args) -> MachineConfig:
+    base = MachineConfig()
     try:
-        grid = parse_grid(args.grid)
-        return machine(grid, MachineConfig(sram_bytes=args.sram_bytes, colors=args.colors,
-                                           queue_depth=args.queue_depth))
+        grid = parse_grid(args.grid or args.grid_default)
+        given = {f: getattr(args, f) for f in MACHINE_FLAGS if getattr(args, f) is not None}
+        return machine(grid, MachineConfig(**{**base.to_dict(), **given}))
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def _refuse_machine_flags(args, program: Program) -> None:
+    """A saved program was compiled for its machine; flags cannot change it."""
+    cfg = program.config
+    if args.grid is not None and parse_grid(args.grid) != (cfg.width, cfg.height):
+        raise UserError(f"--grid {args.grid}: '{args.kernel}' was compiled for {cfg.width}x{cfg.height} tiles; "
+                        "recompile the kernel for another grid")
+    for field, flag in MACHINE_FLAGS.items():
+        value = getattr(args, field)
+        if value is not None and value != getattr(cfg, field):
+            raise UserError(f"{flag} {value}: '{args.kernel}' was compiled for {getattr(cfg, field)}; "
+                            "recompile the kernel for another machine")
 
 
 def parse_params(items: list[str]) -> dict:
@@ -177,6 +197,7 @@ def cmd_run(args) -> int:
     headers = read_headers(args.inputs)  # shapes first; no data is decompressed before the checks
     if args.kernel.endswith(".tgp"):
         program = Program.load(args.kernel)
+        _refuse_machine_flags(args, program)
         _check_saved_inputs(program, {k: h.shape for k, h in headers.items()})
     else:
         cfg = _config(args)
