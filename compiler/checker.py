@@ -320,11 +320,48 @@ class Checker(ScalarEval, Composition):
         if isinstance(e, ast.Call) and e.func in COLLECTIVES:
             self._collective(dst, e, span)
             return
-        result = self._compute(e, dst)
+        in_place = not self._reads_unsafely(e, dst)
+        result = self._compute(e, dst if in_place else None)
         if isinstance(result, float):
             self._emit(Fill(dst, result), span)
         elif not result.same_as(dst):
-            self._emit(Copy(dst, self._broadcast(result, dst.shape, e.span)), span)
+            self._emit(Copy(dst, self._broadcast(self._detached(result, dst, span), dst.shape, e.span)), span)
+
+    def _reads_unsafely(self, e, dst: View) -> bool:
+        """Whether writing e's value into dst as it is computed could overwrite
+        an element of dst's buffer before e reads it: any read of that buffer
+        other than dst itself as an operand of elementwise arithmetic (which
+        reads each element just before writing the same one)."""
+        def unsafe(node, elementwise: bool) -> bool:
+            if isinstance(node, ast.Name):
+                sym = self._find(node.id)
+                if sym is None or sym.kind != "tensor" or sym.value.buffer is not dst.buffer:
+                    return False
+                return not (elementwise and sym.value.same_as(dst))
+            if isinstance(node, ast.BinOp):
+                keep = elementwise and node.op in ELEMENTWISE
+                return unsafe(node.lhs, keep) or unsafe(node.rhs, keep)
+            if isinstance(node, ast.Neg):
+                return unsafe(node.operand, elementwise)
+            if isinstance(node, ast.Call):
+                keep = elementwise and node.func in UNARY_FUNCS | {"max", "min", "causal_mask"}  # position-wise
+                return any(unsafe(a, keep) for a in list(node.args) + list(node.kwargs.values()))
+            return any(n.id in self._aliases(dst) for n in _names(node))
+        return unsafe(e, True)
+
+    def _aliases(self, dst: View) -> set:
+        """Names in scope that view dst's buffer."""
+        return {name for scope in self.scopes for name, sym in scope.items()
+                if sym.kind == "tensor" and sym.value.buffer is dst.buffer}
+
+    def _detached(self, result: View, dst: View, span) -> View:
+        """result itself, or a copy of it when it is a view into dst's buffer
+        (C = transpose(C), C = C[0]): a copy in place would read what it wrote."""
+        if result.buffer is not dst.buffer or result.same_as(dst):
+            return result
+        tmp = self._temp(result.shape, span)
+        self._emit(Copy(tmp, result), span)
+        return tmp
 
     def _accumulate(self, dst: View, e, span):
         if isinstance(e, ast.BinOp) and e.op == "@":
@@ -337,11 +374,12 @@ class Checker(ScalarEval, Composition):
         if isinstance(e, ast.BinOp) and e.op == "*":
             a, b = self._compute(e.lhs), self._compute(e.rhs)
             if isinstance(a, View) and isinstance(b, View):
+                a, b = self._detached(a, dst, span), self._detached(b, dst, span)
                 self._emit(Fmac(dst, self._broadcast(a, dst.shape, e.lhs.span),
                                 self._broadcast(b, dst.shape, e.rhs.span)), span)
                 return
         v = self._compute(e)
-        other = self._const_view(v) if isinstance(v, float) else v
+        other = self._const_view(v) if isinstance(v, float) else self._detached(v, dst, span)
         self._emit(Elementwise("add", dst, dst, self._broadcast(other, dst.shape, e.span)), span)
 
     # ------------------------------------------------------- tensor values

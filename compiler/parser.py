@@ -172,7 +172,7 @@ class BuildAst(Transformer):
         text = str(c[0])
         if any(ch in text for ch in ".eE"):
             return ast.Number(_span(meta), float(text))  # beyond f32 it is inf, as the machine would round
-        value = int(text)
+        value = int(text) if len(text) <= 40 else MAX_INT + 1  # no 5000-digit conversions
         if value > MAX_INT:
             raise CompileError(f"integer {_shorten(text)} is too large: compile-time integers are 64-bit "
                                f"(at most {MAX_INT})", _span(meta))

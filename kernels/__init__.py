@@ -26,21 +26,21 @@ class KernelSpec:
     def path(self) -> Path:
         return KERNEL_DIR / f"{self.name}.tg"
 
-    def interface(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(tensor input names, output names) of the bundled source: what the
-        reference takes and returns."""
+    def interface(self) -> tuple[tuple, tuple]:
+        """((name, rank) of each tensor input, (name, rank) of each output) of the
+        bundled source: what the reference takes and returns."""
         return _interface(self.name)
 
 
 @lru_cache(maxsize=None)
-def _interface(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _interface(name: str) -> tuple[tuple, tuple]:
     from tilegrid.compiler import ast
     from tilegrid.compiler.parser import parse
 
     path = KERNEL_DIR / f"{name}.tg"
     kernel = next(k for k in parse(path.read_text(), str(path)).kernels if k.name == name)
-    inputs = tuple(p.name for p in kernel.params if isinstance(p, ast.TensorDecl))
-    return inputs, tuple(o.name for o in kernel.outputs)
+    inputs = tuple((p.name, len(p.type.shape)) for p in kernel.params if isinstance(p, ast.TensorDecl))
+    return inputs, tuple((o.name, len(o.type.shape)) for o in kernel.outputs)
 
 
 def _randn(rng, *shape, scale=1.0):

@@ -34,7 +34,7 @@ CASES = {
     "r06b_sqrt_negative_warning.tg": ("2x2", "a16.npz", None),
     "r07_import_binary_file.tg": ("2x2", "a16.npz", "cannot import '/bin/ls': kernel files end in .tg"),
     "r08_check_edited_matmul_renamed_input.tg": ("2x2", "bx16.npz", "interface differs: it takes A, Bx and gives C"),
-    "r08b_check_gemv_renamed_output.tg": ("2x2", "gemv16.npz", "interface differs: it takes A, x and gives z"),
+    "r08b_check_gemv_renamed_output.tg": ("2x2", "gemv16.npz", "interface differs: it takes A, x (1-D) and gives z (1-D)"),
     "r08c_check_kernel_named_softmax.tg": ("2x2", "a16.npz", "interface differs: it takes A and gives Y"),
     "r14_import_dev_zero.tg": ("2x2", "a16.npz", "cannot import '/dev/zero': kernel files end in .tg"),
     "r15_long_loop.tg": ("2x2", "a16.npz", "used its instruction budget of 200000 (--max-instructions)"),

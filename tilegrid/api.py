@@ -105,15 +105,18 @@ def reference_for(program: Program) -> kernels.KernelSpec:
     if spec is None:
         raise UserError(f"--check needs a reference, and kernel '{name}' has none "
                         f"(bundled: {', '.join(kernels.BUNDLED)})")
-    inputs_here = tuple(io.name for io in program.io if io.role == "input")
-    outputs_here = tuple(io.name for io in program.io if io.role == "output")
-    want_inputs, want_outputs = spec.interface()
-    if (inputs_here, outputs_here) != (want_inputs, want_outputs):
+    here = (tuple((io.name, len(io.shape)) for io in program.io if io.role == "input"),
+            tuple((io.name, len(io.shape)) for io in program.io if io.role == "output"))
+    bundled = spec.interface()
+    if here != bundled:
         raise UserError(f"--check compares kernel '{name}' with the bundled {name}'s reference, but its "
-                        f"interface differs: it takes {', '.join(inputs_here)} and gives "
-                        f"{', '.join(outputs_here)}; the bundled {name} takes {', '.join(want_inputs)} and "
-                        f"gives {', '.join(want_outputs)}")
+                        f"interface differs: it takes {_tensors(here[0])} and gives {_tensors(here[1])}; "
+                        f"the bundled {name} takes {_tensors(bundled[0])} and gives {_tensors(bundled[1])}")
     return spec
+
+
+def _tensors(named_ranks) -> str:
+    return ", ".join(f"{name}" + ("" if rank == 2 else f" ({rank}-D)") for name, rank in named_ranks)
 
 
 def check_against_reference(program: Program, inputs: dict, outputs: dict, params: dict,

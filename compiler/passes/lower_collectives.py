@@ -97,8 +97,9 @@ def _shift(op: Shift, k, temps):
         # the last tile in the direction of travel has nobody to send to, the first nobody to hear from
         last, first = (n - 1, 0) if forward else (0, n - 1)
         send = IfTile(ICmp("!=", c, IConst(last)), [send], [], span=op.span)
-        recv = IfTile(ICmp("!=", c, IConst(first)), [recv] + after, [], span=op.span)
-        after = []
+        recv = IfTile(ICmp("!=", c, IConst(first)), [recv], [], span=op.span)
+        # after this tile's own send too: a tile that receives first still has to send its old value
+        after = [IfTile(ICmp("!=", c, IConst(first)), after, [], span=op.span)] if after else []
     even = ICmp("==", IBin("%", c, IConst(2)), IConst(0))
     return [IfTile(even, [send, recv], [recv, send], span=op.span)] + after
 
