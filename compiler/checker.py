@@ -26,16 +26,21 @@ from .spatial_ir import (Broadcast, Buffer, Copy, Elementwise, Fill, Fmac, ICons
 class Shared:
     """State one elaboration shares with the kernels it calls (they are inlined)."""
 
-    def __init__(self, kernels: dict):
+    def __init__(self, kernels: dict, max_ops: int | None = None):
         self.kernels = kernels          # name -> ast.Kernel, for calls
         self.buffers: list[Buffer] = []
         self.consts: dict[int, Buffer] = {}
         self.temps = 0
+        self.ops = 0                    # operations emitted, inlined calls included
+        self.max_ops = max_ops
 
 
 def check_kernel(kernel: ast.Kernel, width: int, height: int, input_shapes: dict, params: dict,
-                 kernels: dict | None = None) -> SpatialKernel:
-    return Checker(kernel, width, height, Shared(kernels or {kernel.name: kernel})).run(input_shapes, params)
+                 kernels: dict | None = None, max_ops: int | None = None) -> SpatialKernel:
+    """max_ops: refuse a kernel that elaborates to more operations (each becomes
+    at least one instruction, so more than a tile's SRAM holds can never run)."""
+    shared = Shared(kernels or {kernel.name: kernel}, max_ops)
+    return Checker(kernel, width, height, shared).run(input_shapes, params)
 
 
 class Checker(ScalarEval, Composition):
@@ -220,6 +225,11 @@ class Checker(ScalarEval, Composition):
     def _emit(self, op, span):
         op.span = self._site(span)  # later passes report errors at the user's own source
         self.ops.append(op)
+        self.shared.ops += 1
+        if self.shared.max_ops is not None and self.shared.ops > self.shared.max_ops:
+            raise CompileError(f"the kernel elaborates to more than {self.shared.max_ops} operations, more "
+                               "code than a tile's SRAM can hold (kernel calls are inlined, so a chain of "
+                               "calls multiplies)", op.span)
 
     def _stmt(self, s):
         if isinstance(s, ast.LocalDecl):

@@ -97,7 +97,8 @@ def _compile_quietly(source, path, config, input_shapes, params, entry) -> Compi
         if name not in known:
             raise CompileError(f"kernel '{kernel.name}' has no input named '{name}' "
                                f"(inputs: {', '.join(p.name for p in kernel.params)})")
-    spatial = check_kernel(kernel, config.width, config.height, input_shapes, params, table)
+    spatial = check_kernel(kernel, config.width, config.height, input_shapes, params, table,
+                           max_ops=config.sram_bytes // config.instruction_bytes)
     ir_text = format_ir(spatial)
     spatial = lower_collectives(spatial)
     spatial = route_streams(spatial, config.colors)

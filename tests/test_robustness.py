@@ -256,3 +256,29 @@ def test_machine_flags_cannot_change_a_saved_program(tmp_path, capsys):
     assert "--queue-depth 2:" in err
     rc, out, err = cli(capsys, "run", saved, "--inputs", tmp_path / "in.npz", "--grid", "2x2", "--queue-depth", "8")
     assert rc == 0, err
+
+
+def test_a_chain_of_calls_that_multiplies_is_refused(tmp_path, capsys):
+    """Each kernel calls the one before three times: 3^24 inlined operations.
+    The compiler stops as soon as the code could no longer fit a tile."""
+    parts = ["kernel k0(A: f32[M, N] block(y, x)) -> C: f32[M, N] block(y, x)\n{\n    C = A + 1.0\n}\n"]
+    for i in range(1, 25):
+        parts.append(f"kernel k{i}(A: f32[M, N] block(y, x)) -> C: f32[M, N] block(y, x)\n{{\n"
+                     "    tensor t1: f32[M, N] block(y, x)\n    tensor t2: f32[M, N] block(y, x)\n"
+                     f"    t1 = k{i - 1}(A)\n    t2 = k{i - 1}(t1)\n    C = k{i - 1}(t2)\n}}\n")
+    kernel = tmp_path / "chain.tg"
+    kernel.write_text("".join(parts))
+    np.savez(tmp_path / "in.npz", A=f32(4, 4))
+    rc, out, err = cli(capsys, "run", kernel, "--grid", "2x2", "--inputs", tmp_path / "in.npz")
+    assert rc == 2
+    assert err.startswith(f"{kernel}:") and "elaborates to more than 3072 operations" in err
+    # and the same chain, short enough to fit, runs: 3^3 = 27 additions of 1
+    parts = parts[:4]
+    kernel.write_text("".join(parts))
+    out_path = tmp_path / "out.npz"
+    rc, out, err = cli(capsys, "run", kernel, "--grid", "2x2", "--inputs", tmp_path / "in.npz", "--output", out_path)
+    assert rc == 0, err
+    want = f32(4, 4)
+    for _ in range(27):
+        want = want + np.float32(1.0)
+    assert np.array_equal(np.load(out_path)["C"].view(np.uint32), want.view(np.uint32))
