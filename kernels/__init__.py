@@ -27,8 +27,9 @@ class KernelSpec:
         return KERNEL_DIR / f"{self.name}.tg"
 
     def interface(self) -> tuple[tuple, tuple]:
-        """((name, rank) of each tensor input, (name, rank) of each output) of the
-        bundled source: what the reference takes and returns."""
+        """((name, dims) of each tensor input, (name, dims) of each output) of the
+        bundled source: what the reference takes and returns. dims holds each
+        dimension's size name as declared ('M'), or None for an expression."""
         return _interface(self.name)
 
 
@@ -39,8 +40,11 @@ def _interface(name: str) -> tuple[tuple, tuple]:
 
     path = KERNEL_DIR / f"{name}.tg"
     kernel = next(k for k in parse(path.read_text(), str(path)).kernels if k.name == name)
-    inputs = tuple((p.name, len(p.type.shape)) for p in kernel.params if isinstance(p, ast.TensorDecl))
-    return inputs, tuple((o.name, len(o.type.shape)) for o in kernel.outputs)
+
+    def dims(decl):
+        return tuple(d.id if isinstance(d, ast.Name) else None for d in decl.type.shape)
+    inputs = tuple((p.name, dims(p)) for p in kernel.params if isinstance(p, ast.TensorDecl))
+    return inputs, tuple((o.name, dims(o)) for o in kernel.outputs)
 
 
 def _randn(rng, *shape, scale=1.0):

@@ -105,18 +105,30 @@ def reference_for(program: Program) -> kernels.KernelSpec:
     if spec is None:
         raise UserError(f"--check needs a reference, and kernel '{name}' has none "
                         f"(bundled: {', '.join(kernels.BUNDLED)})")
-    here = (tuple((io.name, len(io.shape)) for io in program.io if io.role == "input"),
-            tuple((io.name, len(io.shape)) for io in program.io if io.role == "output"))
-    bundled = spec.interface()
-    if here != bundled:
-        raise UserError(f"--check compares kernel '{name}' with the bundled {name}'s reference, but its "
-                        f"interface differs: it takes {_tensors(here[0])} and gives {_tensors(here[1])}; "
-                        f"the bundled {name} takes {_tensors(bundled[0])} and gives {_tensors(bundled[1])}")
+    shapes = {io.name: tuple(io.shape) for io in program.io}
+    here = (tuple(io.name for io in program.io if io.role == "input"),
+            tuple(io.name for io in program.io if io.role == "output"))
+    bundled_inputs, bundled_outputs = spec.interface()
+    declared = dict(bundled_inputs + bundled_outputs)
+    fits = here == (tuple(n for n, _ in bundled_inputs), tuple(n for n, _ in bundled_outputs))
+    sizes: dict = {}
+    for tensor, dims in declared.items() if fits else ():
+        shape = shapes[tensor]
+        fits = fits and len(shape) == len(dims)
+        for dim, size in zip(dims, shape) if fits else ():
+            fits = fits and (dim is None or sizes.setdefault(dim, size) == size)
+    if not fits:
+        raise UserError(f"--check compares kernel '{name}' with the bundled {name}'s reference, but it takes "
+                        f"and gives other tensors: {_signature(here, shapes)}; the bundled {name} has "
+                        f"{_signature(([n for n, _ in bundled_inputs], [n for n, _ in bundled_outputs]), declared)}")
     return spec
 
 
-def _tensors(named_ranks) -> str:
-    return ", ".join(f"{name}" + ("" if rank == 2 else f" ({rank}-D)") for name, rank in named_ranks)
+def _signature(names, shapes) -> str:
+    def one(n):
+        dims = ", ".join("?" if d is None else str(d) for d in shapes[n])
+        return f"{n}[{dims}]"
+    return f"{', '.join(map(one, names[0]))} -> {', '.join(map(one, names[1]))}"
 
 
 def check_against_reference(program: Program, inputs: dict, outputs: dict, params: dict,
