@@ -33,16 +33,18 @@ def call_with_deep_stack(fn, *args, **kwargs):
 
     # The stack size and the recursion limit are process-wide: set them for
     # this compile only, one compile at a time.
+    # The limit is raised before the worker starts: it may run to the end before
+    # this thread is scheduled again.
     with _lock:
-        old_size = threading.stack_size(STACK_BYTES)
-        try:
-            worker = threading.Thread(target=work, name="tilegrid-compile", daemon=True)
-            worker.start()
-        finally:
-            threading.stack_size(old_size)
         old_limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(old_limit, RECURSION_LIMIT))
         try:
+            old_size = threading.stack_size(STACK_BYTES)
+            try:
+                worker = threading.Thread(target=work, name="tilegrid-compile", daemon=True)
+                worker.start()
+            finally:
+                threading.stack_size(old_size)
             while worker.is_alive():
                 worker.join(0.05)
         finally:
