@@ -11,6 +11,7 @@ still blocked, is a deadlock: it is reported with what each tile waits on.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -281,7 +282,6 @@ def available_memory_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        import os
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None

@@ -197,12 +197,6 @@ def json_dict(value, where: str, keys=None) -> dict:
     return value
 
 
-def json_list(value, where: str) -> list:
-    if not isinstance(value, list):
-        raise ProgramError(f"{where} must be a list, got {_show(value)}")
-    return value
-
-
 def entry_fields(value, where: str, cls) -> dict:
     """Keyword arguments for dataclass cls from a JSON entry: exactly its fields,
     with JSON lists turned into the tuples the dataclass holds. Types and
@@ -270,7 +264,7 @@ def _check_sram(prog) -> None:
 
 def _check_regions(prog) -> None:
     cfg = prog.config
-    regions = _list(prog.regions, "regions")
+    regions = json_list(prog.regions, "regions")
     if not regions:
         raise ProgramError("program has no code region")
     boxes = []
@@ -469,7 +463,7 @@ def _check_io(prog) -> None:
     cfg, words = prog.config, prog.sram_words
     tiles_along = {"x": cfg.width, "y": cfg.height, "_": 1}
     seen = set()
-    for k, io in enumerate(_list(prog.io, "io")):
+    for k, io in enumerate(json_list(prog.io, "io")):
         name = _str(getattr(io, "name", None), f"io {k} name")
         where = f"io {k} ({name})"
         if name in seen:
@@ -502,7 +496,7 @@ def _check_io(prog) -> None:
 
 def _check_buffers(prog) -> None:
     """Buffers only feed the printed plan, but they must still describe it."""
-    for k, b in enumerate(_list(prog.buffers, "buffers")):
+    for k, b in enumerate(json_list(prog.buffers, "buffers")):
         name = _str(getattr(b, "name", None), f"buffer {k} name")
         where = f"buffer {k} ({name})"
         if b.kind not in BUFFER_KINDS:
@@ -518,7 +512,7 @@ def _check_buffers(prog) -> None:
 
 
 def _check_names(prog, n_colors: int) -> None:
-    names = _list(prog.color_names, "color_names")
+    names = json_list(prog.color_names, "color_names")
     if len(names) > n_colors:
         raise ProgramError(f"color_names lists {len(names)} names for {n_colors} colors")
     for c, name in enumerate(names):
@@ -568,7 +562,7 @@ def _str(value, where: str) -> str:
     return value
 
 
-def _list(value, where: str) -> list:
+def json_list(value, where: str) -> list:
     if not isinstance(value, list):
         raise ProgramError(f"{where} must be a list, got {_show(value)}")
     return value

@@ -217,6 +217,17 @@ def scatter(glob, axes, W, H):
     return out
 
 
+def owner(idx, axes) -> tuple[int, int]:
+    """(tx, ty) of the canonical tile holding block idx of a tensor split over axes."""
+    tx = ty = 0
+    for i, a in enumerate(axes):
+        if a == "x":
+            tx = idx[i]
+        elif a == "y":
+            ty = idx[i]
+    return tx, ty
+
+
 def gather(arr, axes, shape, W, H, tiles=None, check=True):
     """[H, W, *block] -> the global array, from the canonical replicas; with check, every
     replica must agree (else the result depends on which copy an implementation reads)."""
@@ -224,12 +235,7 @@ def gather(arr, axes, shape, W, H, tiles=None, check=True):
     glob = np.empty(shape, dtype=F32)
     counts = [s // b for s, b in zip(shape, block)]
     for idx in np.ndindex(*counts):
-        tx = ty = 0
-        for i, a in enumerate(axes):
-            if a == "x":
-                tx = idx[i]
-            elif a == "y":
-                ty = idx[i]
+        tx, ty = owner(idx, axes)
         sl = tuple(slice(i * b, i * b + b) for i, b in zip(idx, block))
         glob[sl] = arr[ty, tx]
     if check:
@@ -1004,12 +1010,7 @@ class Interp:
             canon = np.zeros((self.H, self.W), dtype=bool)
             counts = [s // b for s, b in zip(shape, t.block)]
             for idx in np.ndindex(*counts):
-                tx = ty = 0
-                for i, a in enumerate(axes):
-                    if a == "x":
-                        tx = idx[i]
-                    elif a == "y":
-                        ty = idx[i]
+                tx, ty = owner(idx, axes)
                 canon[ty, tx] = True
             if any(not t.shadow[y, x].all() for y, x in zip(*np.nonzero(canon))):
                 raise _Unknown(f"output '{t.name}' is not fully written")
