@@ -19,10 +19,13 @@ LIMITS = {
     "colors": (1, 64),
     "queue_depth": (1, 1024),
     "registers": (2, 256),
+    "link_bandwidth": (1, 1),          # the cycle model moves one wavelet per link per cycle
+    "clock_mhz": (1, 10_000),
 }
 LIMIT_REASONS = {
     "word_bytes": " (a word is one f32)",
     "registers": " (r0 and r1 hold the tile's coordinates)",
+    "link_bandwidth": " (one 32-bit wavelet per link per cycle, as on the WSE)",
 }
 
 
@@ -40,16 +43,19 @@ class MachineConfig:
     word_bytes: int = 4               # one f32 / i32 per word and per wavelet
     colors: int = 24                  # virtual channels per router
     queue_depth: int = 8              # wavelets buffered per (tile, color) at the ramp
-    link_latency: int = 1             # cycles per hop
-    link_bandwidth: int = 1           # wavelets per cycle per link direction
     registers: int = 16               # integer registers per tile core
     instruction_bytes: int = 16       # SRAM taken by one instruction
     descriptor_bytes: int = 24        # SRAM taken by one descriptor
-    # Timing model (see emulator/timing.py).
+    # Timing model: docs/timing.md gives each figure's source; emulator/timing.py the formulas.
+    link_latency: int = 1             # cycles for a wavelet to cross one router-to-router link
+    link_bandwidth: int = 1           # wavelets per cycle per link direction (fixed at 1)
+    ramp_latency: int = 1             # cycles between a core and its own router, each way
+    router_buffer: int = 2            # wavelets a router holds per color (link_latency + 1 keeps full rate)
     issue_cycles: int = 1             # fixed cost of any instruction
     vector_lanes: int = 1             # f32 elements per cycle for vector ops
     fmac_lanes: int = 1               # f32 multiply-adds per cycle
     special_cycles: int = 4           # cycles per element of div, sqrt, exp, tanh
+    clock_mhz: int = 850              # converts cycles to seconds (the vendor's SDK examples use 0.85 GHz)
 
     def __post_init__(self):
         for f in fields(self):
@@ -76,9 +82,13 @@ class MachineConfig:
         return self.sram_bytes // self.word_bytes
 
     def timing_vector(self) -> np.ndarray:
-        """The timing parameters, packed for the numba core (see timing.py)."""
-        return np.array([self.issue_cycles, self.vector_lanes, self.fmac_lanes,
-                         self.link_latency, self.link_bandwidth, self.special_cycles], dtype=np.int64)
+        """The timing parameters, packed for the numba core (T_* indices in timing.py)."""
+        return np.array([self.issue_cycles, self.vector_lanes, self.fmac_lanes, self.link_latency,
+                         self.ramp_latency, self.special_cycles, self.router_buffer, self.queue_depth],
+                        dtype=np.int64)
+
+    def seconds(self, cycles: int) -> float:
+        return cycles / (self.clock_mhz * 1e6)
 
     def to_dict(self) -> dict:
         return asdict(self)

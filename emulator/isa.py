@@ -60,6 +60,14 @@ VMASK = 46    # dst, imm#, r         dst[i, j] = fimm[imm#] where j - i > r (the
 # fabric
 SEND = 48     # color, src           inject a descriptor's worth of wavelets
 RECV = 49     # color, dst           take a descriptor's worth of wavelets
+# asynchronous fabric transfers: they run beside the core on one of ASYNC_SLOTS
+# stream slots (the vendor's microthreads) until a WAIT on that slot
+SENDX = 50    # color, src, slot     start sending src; the core goes on
+RECVX = 51    # color, dst, slot     start receiving into dst; the core goes on
+WAIT = 52     # slot                 block until the slot's transfer is complete
+ASYNC_SLOTS = 4                      # slots 0..3 for SENDX/RECVX
+BLOCKING_SLOT = ASYNC_SLOTS          # SEND and RECV run on this slot and wait for it
+STREAM_SLOTS = ASYNC_SLOTS + 1
 
 
 MNEMONIC = {
@@ -69,12 +77,12 @@ MNEMONIC = {
     VFILL: "vfill", VCOPY: "vcopy", VADD: "vadd", VSUB: "vsub", VMUL: "vmul",
     VMAX: "vmax", VMIN: "vmin", VSCALE: "vscale", VFMAC: "vfmac", MMAC: "mmac",
     VDIV: "vdiv", VSQRT: "vsqrt", VEXP: "vexp", VTANH: "vtanh", VMASK: "vmask",
-    SEND: "send", RECV: "recv",
+    SEND: "send", RECV: "recv", SENDX: "sendx", RECVX: "recvx", WAIT: "wait",
 }
 
 # operand kinds per opcode, for the disassembler and the program verifier:
 # r = register, i = immediate, t = branch target, d = descriptor,
-# f = float immediate index, c = color
+# f = float immediate index, c = color, s = async stream slot (0..ASYNC_SLOTS-1)
 OPERANDS = {
     HALT: "", LI: "ri", ADDI: "rri", MULI: "rri", DIVI: "rri", MODI: "rri",
     ADD: "rrr", SUB: "rrr", MUL: "rrr", DIV: "rrr", MOD: "rrr", MINR: "rrr", MAXR: "rrr",
@@ -82,6 +90,7 @@ OPERANDS = {
     VFILL: "df", VCOPY: "dd", VADD: "ddd", VSUB: "ddd", VMUL: "ddd", VMAX: "ddd",
     VMIN: "ddd", VSCALE: "ddf", VFMAC: "ddd", MMAC: "ddd", SEND: "cd", RECV: "cd",
     VDIV: "ddd", VSQRT: "dd", VEXP: "dd", VTANH: "dd", VMASK: "dfr",
+    SENDX: "cds", RECVX: "cds", WAIT: "s",
 }
 # Registers 0 and 1 hold the tile's own coordinates when a program starts.
 REG_TX, REG_TY = 0, 1
@@ -143,4 +152,6 @@ def format_instruction(row, descs, fimm, labels: dict | None = None) -> str:
             parts.append(repr(float(np.float32(fimm[value]))))
         elif kind == "c":
             parts.append(f"color{value}")
+        elif kind == "s":
+            parts.append(f"slot{value}")
     return f"{name:<7}" + ", ".join(parts)

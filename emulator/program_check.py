@@ -24,7 +24,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from .config import MachineConfig
-from .isa import DESC_FIELDS, INSTR_FIELDS, MMAC, MNEMONIC, OPERANDS, PORT_NAMES, format_descriptor
+from .isa import ASYNC_SLOTS, DESC_FIELDS, INSTR_FIELDS, MMAC, MNEMONIC, OPERANDS, PORT_NAMES, format_descriptor
 
 
 class ProgramError(Exception):
@@ -175,8 +175,15 @@ def _no_constant(name):
     raise ValueError(f"{name} is not a number a program may hold")
 
 
+# Timing figures added after the format was first written: a file without them
+# was compiled for the same machine, so the defaults apply.
+LATER_CONFIG_FIELDS = ("ramp_latency", "router_buffer", "clock_mhz")
+
+
 def machine_config(value) -> MachineConfig:
     names = [f.name for f in fields(MachineConfig)]
+    if isinstance(value, dict):
+        value = {**{k: getattr(MachineConfig, k) for k in LATER_CONFIG_FIELDS}, **value}
     try:
         return MachineConfig(**json_dict(value, "config", names))
     except ValueError as exc:
@@ -292,6 +299,7 @@ _OPERAND = {  # kind -> (what the operand is, what bounds it)
     "d": ("descriptor operand {v}", "program has {n} descriptors"),
     "f": ("float-immediate operand {v}", "program has {n} float immediates"),
     "c": ("color operand {v}", "program routes {n} colors"),
+    "s": ("stream slot {v}", "tiles have {n} async slots"),
 }
 
 
@@ -303,7 +311,8 @@ def _check_code(prog, n_colors: int) -> None:
     if unknown.any():
         i = int(np.argmax(unknown))
         raise ProgramError(f"instruction {i}: unknown opcode {int(ops[i])}")
-    counts = {"r": prog.config.registers, "d": len(prog.descs), "f": len(prog.fimm), "c": n_colors}
+    counts = {"r": prog.config.registers, "d": len(prog.descs), "f": len(prog.fimm), "c": n_colors,
+              "s": ASYNC_SLOTS}
     # a branch stays inside its own code region (the whole code for code no region runs)
     lo = np.zeros(len(code), dtype=np.int64)
     hi = np.full(len(code), len(code), dtype=np.int64)

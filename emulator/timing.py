@@ -1,26 +1,28 @@
-"""The timing model: cycle costs kept alongside functional execution.
+"""The fast timing model: closed-form cycle costs computed beside functional execution.
 
-Every tile carries its own clock. The functional schedule (the order in which
-the emulator happens to run tiles) never changes a value; the clocks follow
-the dataflow instead:
+docs/timing.md states the machine model these formulas follow; the
+cycle-level mode (cycle_model.py) steps that same model one cycle at a time
+and is what they are checked against. In short:
 
-* an instruction costs ``issue`` cycles plus its work: ``ceil(n / vector_lanes)``
-  for an n-element vector op, ``n * special_cycles`` for div, sqrt, exp and
-  tanh, ``ceil(M*N*K / fmac_lanes)`` for mmac;
-* a transfer chunk of n wavelets starts when the sender, every receiver that is
-  waiting for it, and every link on its path are free; it occupies the sender
-  and each link for ``ceil(n / bandwidth)`` cycles, and reaches a receiver
-  ``hops * link_latency`` cycles after it leaves;
-* a receive from the ramp queue costs one cycle per wavelet and cannot finish
-  before the data has arrived.
+* the core issues one instruction at a time: ``issue`` cycles plus its work,
+  ``ceil(n / vector_lanes)`` for an n-element vector op, ``n * special`` for
+  div, sqrt, exp and tanh, ``ceil(M*N*K / fmac_lanes)`` for mmac;
+* a transfer is a stream of one wavelet per cycle. Its first wavelet reaches
+  a receiver ``2 * ramp + hops * link`` cycles after it is injected
+  (cut-through: nothing waits for the whole message);
+* a receiver takes one wavelet per cycle from its queue;
+* the fabric holds at most ``queue_depth + (hops + 1) * router_buffer``
+  wavelets of a stream that the receiver has not yet taken: beyond that the
+  sender waits (back-pressure) until the receiver frees space;
+* a link that several streams use in the same fabric phase is shared
+  round-robin, so each goes at 1/k of the rate.
 
-It is an estimate, not a cycle-by-cycle router simulation: links are reserved
-in the order the emulator matches transfers, not by per-cycle arbitration.
 The packed parameter vector comes from MachineConfig.timing_vector().
 """
 from numba import njit
 
-T_ISSUE, T_VECTOR_LANES, T_FMAC_LANES, T_HOP, T_BANDWIDTH, T_SPECIAL = 0, 1, 2, 3, 4, 5
+(T_ISSUE, T_VECTOR_LANES, T_FMAC_LANES, T_LINK, T_RAMP, T_SPECIAL, T_ROUTER_BUFFER,
+ T_QUEUE) = range(8)
 
 
 @njit(cache=True)
@@ -41,10 +43,25 @@ def mmac_cycles(timing, m, n, k):
 
 
 @njit(cache=True)
-def wire_cycles(timing, words):
-    return (words + timing[T_BANDWIDTH] - 1) // timing[T_BANDWIDTH]
+def stream_latency(timing, hops):
+    """Cycles from a wavelet's injection to its landing in a receiver's queue."""
+    return 2 * timing[T_RAMP] + hops * timing[T_LINK]
 
 
 @njit(cache=True)
-def hop_cycles(timing, hops):
-    return hops * timing[T_HOP]
+def link_offset(timing, hop):
+    """Cycles from injection until a wavelet crosses the link leaving hop `hop`."""
+    return timing[T_RAMP] + hop * timing[T_LINK]
+
+
+@njit(cache=True)
+def fabric_capacity(timing, hops):
+    """Wavelets of one stream the fabric holds before the receiver takes any:
+    its queue plus one router buffer at each router on the path."""
+    return timing[T_QUEUE] + (hops + 1) * timing[T_ROUTER_BUFFER]
+
+
+@njit(cache=True)
+def backpressure_delay(timing, hops):
+    """Cycles from a receiver freeing a queue slot to the sender injecting into it."""
+    return hops * timing[T_LINK] + 2 * timing[T_RAMP] + 1
