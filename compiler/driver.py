@@ -105,6 +105,10 @@ def _compile_quietly(source, path, config, input_shapes, params, entry) -> Compi
     spatial = allocate_sram(spatial, config)
     meta = {"source": path, "grid": [config.width, config.height]}
     program = emit_code(spatial, config, meta)
+    # the statement behind each instruction names its phase in --stats and traces
+    source_lines = source.splitlines()
+    program.meta["statements"] = {str(n): source_lines[n - 1].strip()[:80]
+                                  for n in sorted(set(program.meta["source_lines"])) if 0 < n <= len(source_lines)}
     code_words = -(-program.code_bytes() // config.word_bytes)
     if program.sram_words + code_words > config.sram_words:
         allocate_sram(spatial, config, reserved_words=code_words)  # raises, naming the buffer

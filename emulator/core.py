@@ -1,20 +1,24 @@
 """The tile core: runs one tile's instructions until it blocks, halts or faults.
 
-A tile runs straight through scalar and vector instructions. At a SEND it
-stops and leaves the transfer to the fabric phase (fabric.py), because a send
-writes other tiles' state. A RECV takes what its ramp queue already holds; if
-that is not enough it blocks and the fabric phase delivers the rest straight
-into the destination descriptor. Tiles only touch their own state here, so
-the compute phase runs tiles in parallel.
+A tile runs straight through scalar and vector instructions. A send or
+receive starts a stream on one of the tile's stream slots (stream_slots.py):
+`sendx`/`recvx` and the core goes on, `send`/`recv`/`wait` and it blocks
+until the fabric phase (fabric.py) completes the stream, because moving
+wavelets writes other tiles' state. A receive first takes what its ramp queue
+already holds. Tiles only touch their own state here, so the compute phase
+runs tiles in parallel.
 """
 import numpy as np
 from numba import njit, prange
 
 from . import isa
 from .budget import B_CYCLES, B_INSTRUCTIONS, B_SLICE_CYCLES, B_SLICE_INSTRUCTIONS
-from .state import (FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC, ST_FAULT, ST_HALT, ST_RECV,
-                    ST_RUN, ST_SEND)
+from .recorder import account, record
+from .state import (FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC, PH_COMPUTE, PH_SCALAR,
+                    SL_COMPLETE, SL_IDLE, SL_RECEIVING, SL_SENDING, ST_FAULT, ST_HALT, ST_RUN, ST_WAIT)
+from .stream_slots import resume_after
 from .timing import T_ISSUE, mmac_cycles, special_cycles, vector_cycles
+from .trace_events import EV_MMAC, EV_SCALAR, EV_VECTOR
 from .vector_ops import (desc_base, desc_in_bounds, desc_len, matmac, scatter, vec_binary, vec_fill,
                          vec_fmac, vec_mask, vec_unary)
 
@@ -24,42 +28,58 @@ JMP, BEQ, BNE, BLT, BGE, LOOP = isa.JMP, isa.BEQ, isa.BNE, isa.BLT, isa.BGE, isa
 VFILL, VCOPY, VSCALE, VFMAC, MMAC = isa.VFILL, isa.VCOPY, isa.VSCALE, isa.VFMAC, isa.MMAC
 VADD, VMIN, VDIV, VSQRT, VEXP, VTANH = isa.VADD, isa.VMIN, isa.VDIV, isa.VSQRT, isa.VEXP, isa.VTANH
 VMASK = isa.VMASK
-SEND, RECV = isa.SEND, isa.RECV
+SEND, RECV, SENDX, RECVX, WAIT = isa.SEND, isa.RECV, isa.SENDX, isa.RECVX, isa.WAIT
+BLOCKING_SLOT, STREAM_SLOTS = isa.BLOCKING_SLOT, isa.STREAM_SLOTS
 
 
 @njit(cache=True)
-def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fifo_head, fifo_count,
-             fifo_ready, clock, busy, icount, timing, budget):
+def _busy_slot(streams, t):
+    """A slot still moving wavelets, or -1 (halt waits for the tile's streams)."""
+    for s in range(STREAM_SLOTS):
+        k = streams.kind[t, s]
+        if k == SL_SENDING or k == SL_RECEIVING:
+            return s
+    return -1
+
+
+@njit(cache=True)
+def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
     """Run tile t from pc[t]; returns the number of instructions retired.
 
     The tile stops early, still runnable, after a slice of instructions or
     cycles (budget.py), so that the driver sees Ctrl-C; it faults when its
-    instruction or cycle budget runs out."""
-    m = mem[t]
-    r = regs[t]
+    instruction or cycle budget runs out. A run of scalar instructions is one
+    trace event, so that tracing a loop costs one record per vector op."""
+    m = tiles.mem[t]
+    r = tiles.regs[t]
     words = m.shape[0]
+    fifo = queues.fifo
     Q = fifo.shape[2]
-    p = pc[t]
-    clk = clock[t]
-    work = busy[t]
+    issue = timing[T_ISSUE]
+    p = tiles.pc[t]
+    clk = tiles.clock[t]
+    work = tiles.busy[t]
     done_here = 0
     n_code = code.shape[0]
     max_instructions = budget[B_INSTRUCTIONS]
     max_cycles = budget[B_CYCLES]
     slice_end = clk + budget[B_SLICE_CYCLES]
     slice_instructions = budget[B_SLICE_INSTRUCTIONS]
+    run_start = clk        # the current run of scalar instructions: first cycle, pc, count before it
+    run_pc = p
+    run_n0 = 0
     while True:
         if p < 0 or p >= n_code:
-            status[t] = ST_FAULT
-            fault[t] = FAULT_PC
+            tiles.status[t] = ST_FAULT
+            tiles.fault[t] = FAULT_PC
             break
-        if icount[t] + done_here >= max_instructions:
-            status[t] = ST_FAULT
-            fault[t] = FAULT_LIMIT
+        if tiles.icount[t] + done_here >= max_instructions:
+            tiles.status[t] = ST_FAULT
+            tiles.fault[t] = FAULT_LIMIT
             break
         if clk > max_cycles:
-            status[t] = ST_FAULT
-            fault[t] = FAULT_CYCLES
+            tiles.status[t] = ST_FAULT
+            tiles.fault[t] = FAULT_CYCLES
             break
         if done_here >= slice_instructions or clk > slice_end:
             break  # still ST_RUN: resumes in the same compute phase
@@ -68,12 +88,21 @@ def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fif
         b = code[p, 2]
         c = code[p, 3]
         if op == HALT:
-            status[t] = ST_HALT
+            busy_slot = _busy_slot(streams, t)
+            if busy_slot >= 0:  # wait for the tile's own streams, then halt
+                tiles.status[t] = ST_WAIT
+                tiles.wait_slot[t] = busy_slot
+                tiles.wait_pc[t] = p
+                break
+            account(rec, t, p, PH_SCALAR, issue, clk, clk + issue)
+            clk += issue
+            tiles.status[t] = ST_HALT
             done_here += 1
             break
         if op < VFILL:  # scalar: integer registers and control flow
             done_here += 1
-            clk += timing[T_ISSUE]
+            account(rec, t, p, PH_SCALAR, issue, clk, clk + issue)
+            clk += issue
             nxt = p + 1
             if op == LI:
                 r[a] = b
@@ -84,8 +113,8 @@ def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fif
             elif op == DIVI or op == MODI or op == DIV or op == MOD:
                 den = c if (op == DIVI or op == MODI) else r[c]
                 if den == 0:
-                    status[t] = ST_FAULT
-                    fault[t] = FAULT_DIVIDE
+                    tiles.status[t] = ST_FAULT
+                    tiles.fault[t] = FAULT_DIVIDE
                     break
                 if op == DIVI or op == DIV:
                     r[a] = r[b] // den
@@ -121,41 +150,105 @@ def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fif
                     nxt = c
             p = nxt
             continue
-        if op == SEND:
-            if not desc_in_bounds(descs, b, desc_base(descs, b, r), words):
-                status[t] = ST_FAULT
-                fault[t] = FAULT_ADDRESS
-                break
-            status[t] = ST_SEND
-            break
-        if op == RECV:
+        if op >= SEND:  # streams: the issue cycle counts as scalar work
+            if op == WAIT:
+                kind = streams.kind[t, a]
+                if kind == SL_SENDING or kind == SL_RECEIVING:
+                    account(rec, t, p, PH_SCALAR, issue, clk, clk + issue)
+                    clk += issue
+                    done_here += 1
+                    tiles.status[t] = ST_WAIT
+                    tiles.wait_slot[t] = a
+                    tiles.wait_pc[t] = p
+                    p += 1
+                    break
+                account(rec, t, p, PH_SCALAR, issue, clk, clk + issue)
+                clk += issue
+                done_here += 1
+                if kind == SL_COMPLETE:
+                    if clk > run_start:
+                        record(rec, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
+                    clk = resume_after(tiles, streams, rec, t, a, clk, streams.time[t, a], p, -1)
+                    run_start = clk
+                    run_pc = p + 1
+                    run_n0 = done_here
+                streams.kind[t, a] = SL_IDLE
+                p += 1
+                continue
+            slot = BLOCKING_SLOT if (op == SEND or op == RECV) else c
             base = desc_base(descs, b, r)
             if not desc_in_bounds(descs, b, base, words):
-                status[t] = ST_FAULT
-                fault[t] = FAULT_ADDRESS
+                tiles.status[t] = ST_FAULT
+                tiles.fault[t] = FAULT_ADDRESS
                 break
-            total = desc_len(descs, b)
-            got = xfer[t]
-            queued = fifo_count[t, a]
-            if queued > 0:
-                k = min(queued, total - got)
-                head = fifo_head[t, a]
-                tmp = np.empty(k, dtype=np.float32)
-                for j in range(k):
-                    tmp[j] = fifo[t, a, (head + j) % Q]
-                scatter(m, descs, b, base, got, k, tmp, 0)
-                fifo_head[t, a] = (head + k) % Q
-                fifo_count[t, a] = queued - k
-                clk = max(clk + k, fifo_ready[t, a])
-                got += k
-            if got < total:
-                xfer[t] = got
-                status[t] = ST_RECV
+            sending = op == SEND or op == SENDX
+            holder = streams.send_slot[t, a] if sending else streams.recv_slot[t, a]
+            kind = streams.kind[t, slot]
+            if kind == SL_SENDING or kind == SL_RECEIVING or holder >= 0:
+                # a structural hazard, not an error: issue once the earlier stream is done
+                tiles.status[t] = ST_WAIT
+                tiles.wait_slot[t] = slot if (kind == SL_SENDING or kind == SL_RECEIVING) else holder
+                tiles.wait_pc[t] = p
                 break
-            xfer[t] = 0
+            if kind == SL_COMPLETE and streams.time[t, slot] > clk:
+                # the slot's last stream finished after this cycle: the new one issues then
+                if clk > run_start:
+                    record(rec, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
+                clk = resume_after(tiles, streams, rec, t, slot, clk, streams.time[t, slot], p, -1)
+                run_start = clk
+                run_pc = p
+                run_n0 = done_here
+            account(rec, t, p, PH_SCALAR, issue, clk, clk + issue)
+            streams.color[t, slot] = a
+            streams.desc[t, slot] = b
+            streams.base[t, slot] = base
+            streams.start[t, slot] = clk
+            streams.done[t, slot] = 0
             done_here += 1
-            clk += timing[T_ISSUE]
+            if sending:
+                streams.kind[t, slot] = SL_SENDING
+                streams.time[t, slot] = clk
+                streams.send_slot[t, a] = slot
+            else:
+                total = desc_len(descs, b)
+                got = 0
+                take = clk  # the cycle the next wavelet can be taken
+                queued = queues.count[t, a]
+                if queued > 0:
+                    k = min(queued, total)
+                    head = queues.head[t, a]
+                    tmp = np.empty(k, dtype=np.float32)
+                    for j in range(k):
+                        tmp[j] = fifo[t, a, (head + j) % Q]
+                    scatter(m, descs, b, base, 0, k, tmp, 0)
+                    queues.head[t, a] = (head + k) % Q
+                    queues.count[t, a] = queued - k
+                    # queued wavelets land at most one per cycle, the last at ready
+                    take = max(clk + k, queues.ready[t, a] + 1 - (queued - k))
+                    got = k
+                streams.done[t, slot] = got
+                streams.time[t, slot] = take
+                if got == total:
+                    streams.kind[t, slot] = SL_COMPLETE
+                else:
+                    streams.kind[t, slot] = SL_RECEIVING
+                    streams.recv_slot[t, a] = slot
+            clk += issue
             p += 1
+            if slot == BLOCKING_SLOT:
+                if streams.kind[t, slot] == SL_COMPLETE:  # a recv the queue satisfied
+                    if clk > run_start:
+                        record(rec, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
+                    clk = resume_after(tiles, streams, rec, t, slot, clk, streams.time[t, slot], p - 1, -1)
+                    streams.kind[t, slot] = SL_IDLE
+                    run_start = clk
+                    run_pc = p
+                    run_n0 = done_here
+                    continue
+                tiles.status[t] = ST_WAIT
+                tiles.wait_slot[t] = slot
+                tiles.wait_pc[t] = p - 1
+                break
             continue
         # vector instructions: every descriptor operand is bounds-checked first
         bd = desc_base(descs, a, r)
@@ -169,8 +262,8 @@ def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fif
             bb = desc_base(descs, c, r)
             ok = ok and desc_in_bounds(descs, c, bb, words)
         if not ok:
-            status[t] = ST_FAULT
-            fault[t] = FAULT_ADDRESS
+            tiles.status[t] = ST_FAULT
+            tiles.fault[t] = FAULT_ADDRESS
             break
         if op == MMAC:
             cost = mmac_cycles(timing, descs[a, 6], descs[a, 8], descs[b, 8])
@@ -195,20 +288,31 @@ def run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fif
                 vec_fmac(m, descs, a, b, c, bd, ba, bb)
             elif op >= VADD and op <= VMIN:
                 vec_binary(m, op, descs, a, b, c, bd, ba, bb)
+        if clk > run_start:
+            record(rec, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
+        if op == MMAC:
+            record(rec, t, EV_MMAC, clk, clk + cost, p, descs[a, 6] * descs[a, 8] * descs[b, 8])
+        else:
+            record(rec, t, EV_VECTOR, clk, clk + cost, p, op)
+        account(rec, t, p, PH_COMPUTE, cost, clk, clk + cost)
         clk += cost
-        work += cost - timing[T_ISSUE]
+        work += cost - issue
         done_here += 1
         p += 1
-    pc[t] = p
-    clock[t] = clk
-    busy[t] = work
-    icount[t] += done_here
+        run_start = clk
+        run_pc = p
+        run_n0 = done_here
+    if clk > run_start:
+        record(rec, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
+    tiles.pc[t] = p
+    tiles.clock[t] = clk
+    tiles.busy[t] = work
+    tiles.icount[t] += done_here
     return done_here
 
 
 @njit(cache=True, parallel=True)
-def compute_phase(code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fifo_head, fifo_count,
-                  fifo_ready, clock, busy, icount, timing, budget):
+def compute_phase(code, descs, fimm, tiles, streams, queues, rec, timing, budget):
     """Run every runnable tile until it blocks (or its slice ends).
 
     Returns (instructions retired, tiles halted, tiles faulted, tiles still
@@ -217,10 +321,10 @@ def compute_phase(code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, f
     halted = 0
     faulted = 0
     running = 0
-    for t in prange(pc.shape[0]):
+    status = tiles.status
+    for t in prange(status.shape[0]):
         if status[t] == ST_RUN:
-            total += run_tile(t, code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo,
-                              fifo_head, fifo_count, fifo_ready, clock, busy, icount, timing, budget)
+            total += run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget)
         if status[t] == ST_HALT:
             halted += 1
         elif status[t] == ST_FAULT:

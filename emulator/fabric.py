@@ -6,27 +6,36 @@ those entries hop by hop; every tile whose entry includes RAMP receives it.
 The destination set of a send is therefore fixed by the route tables and is
 traced at send time (cost: one step per hop, nothing per tile of the grid).
 
-Transfers move whole chunks, not single wavelets. A chunk of a send goes to
-all its destinations at once (multicast advances in lockstep, so the slowest
-receiver throttles the sender). How much may move is the smallest, over the
-destinations, of the free queue space plus, for a destination blocked in a
-RECV on that color, what that RECV still needs; the RECV's share is copied
-straight into its descriptor and the rest into the queue. This is exactly the
-set of states a wavelet-by-wavelet fabric with the same queue depth can reach,
-visited in large steps, so deadlocks are the same ones.
+Transfers move whole chunks, not single wavelets. A chunk of a send stream
+goes to all its destinations at once (multicast advances in lockstep, so the
+slowest receiver throttles the sender). How much may move is the smallest,
+over the destinations, of the free queue space plus, for a destination with a
+receive stream on that color, what that stream still needs; the stream's
+share is copied straight into its descriptor and the rest into the queue.
+This is exactly the set of states a wavelet-by-wavelet fabric with the same
+queue depth can reach, visited in large steps, so deadlocks are the same ones.
 
-The matching is serial and deterministic (ascending tile order); the copies it
-decides are recorded as tasks and run in parallel afterwards. No two tasks of
-one phase touch the same words: direct copies go to blocked receivers, which
-are never senders, and queue copies go to distinct queue slots.
+Timing is the fast model of docs/timing.md (formulas in timing.py): a chunk
+is injected from the later of the stream's next free cycle, what back-pressure
+allows (the receiver's next take minus what the fabric holds) and the links'
+reservations; links that several streams of this phase use at overlapping
+times are shared round-robin, by color.
+
+The matching is serial and deterministic (ascending tile, then slot); the
+copies it decides are recorded as tasks and run in parallel afterwards. No two
+tasks of one phase touch the same words: direct copies go to distinct receive
+streams, and queue copies go to distinct queue slots.
 """
 import numpy as np
 from numba import njit, prange
 
-from .isa import OPPOSITE, PORT_RAMP
-from .state import ST_RECV, ST_RUN, ST_SEND
-from .timing import hop_cycles, wire_cycles
-from .vector_ops import desc_base, desc_is_dense, desc_len, gather, scatter
+from .isa import OPPOSITE, PORT_RAMP, STREAM_SLOTS
+from .recorder import record
+from .state import SL_SENDING
+from .stream_slots import complete_stream
+from .timing import backpressure_delay, fabric_capacity, link_offset, stream_latency
+from .trace_events import EV_BACKPRESSURE
+from .vector_ops import desc_is_dense, gather, desc_len, scatter
 
 ERR_ROUTE_LOOP, ERR_NO_DESTINATION, ERR_CONFLICT = 1, 2, 3  # 0: no error
 DX = np.array([0, 1, 0, -1], dtype=np.int64)
@@ -89,10 +98,49 @@ def trace_route(routes, width, height, src, color, scratch):
 
 
 @njit(cache=True)
-def fabric_phase(code, descs, regs, pc, status, xfer, fifo_head, fifo_count, fifo_ready, owner,
-                 routes, width, height, Q, clock, icount, sent, link_wavelets, link_free, timing,
-                 scratch, tasks, err):
-    """Match blocked senders with receivers and queues.
+def _popcount(v):
+    n = 0
+    while v:
+        v &= v - 1
+        n += 1
+    return n
+
+
+@njit(cache=True)
+def _mark_links(streams, links, routes, width, height, descs, mark):
+    """mark: note on each link which colors' streams would use it in this phase,
+    their latest start, earliest end and the link's reservation before the
+    phase; otherwise clear those notes."""
+    n_tiles = width * height
+    scratch = links.scratch
+    link_tile, link_dir = scratch[2], scratch[3]
+    for t in range(n_tiles):
+        for s in range(STREAM_SLOTS):
+            if streams.kind[t, s] != SL_SENDING:
+                continue
+            color = streams.color[t, s]
+            nd, nl = trace_route(routes, width, height, t, color, scratch)
+            if nd <= 0:
+                continue
+            q = streams.time[t, s]
+            end = q + desc_len(descs, streams.desc[t, s]) - streams.done[t, s]
+            for i in range(nl):
+                lt, ld = link_tile[i], link_dir[i]
+                if not mark:
+                    links.users[lt, ld] = 0
+                    continue
+                w = links.window[lt, ld]
+                if links.users[lt, ld] == 0:
+                    w[0], w[1], w[2] = q, end, links.free[lt, ld]
+                else:
+                    w[0] = max(w[0], q)
+                    w[1] = min(w[1], end)
+                links.users[lt, ld] |= np.int64(1) << color
+
+
+@njit(cache=True)
+def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width, height, timing, tasks, err):
+    """Match sending streams with receive streams and queues.
 
     Returns (wavelets moved, tasks recorded, table full). tasks is an int64
     [capacity, 9] table: (src tile, src desc, src base, src start, dst tile,
@@ -101,92 +149,123 @@ def fabric_phase(code, descs, regs, pc, status, xfer, fifo_head, fifo_count, fif
     On a fabric error, err receives (code, tile, color) and the phase stops.
     """
     n_tiles = width * height
+    Q = queues.fifo.shape[2]
+    scratch = links.scratch
     dest, dest_hops = scratch[0], scratch[1]
     link_tile, link_dir, link_hop = scratch[2], scratch[3], scratch[4]
     moved = 0
     n_tasks = 0
+    _mark_links(streams, links, routes, width, height, descs, True)
+    full = False
     for t in range(n_tiles):
-        if status[t] != ST_SEND:
-            continue
-        color = code[pc[t], 1]
-        d = code[pc[t], 2]
-        total = desc_len(descs, d)
-        done = xfer[t]
-        nd, nl = trace_route(routes, width, height, t, color, scratch)
-        if nd < 0:
-            err[0], err[1], err[2] = ERR_ROUTE_LOOP, t, color
-            return moved, n_tasks, False
-        if nd == 0:
-            err[0], err[1], err[2] = ERR_NO_DESTINATION, t, color
-            return moved, n_tasks, False
-        if n_tasks + 2 * nd > tasks.shape[0]:
-            return moved, n_tasks, True
-        amount = total - done
-        for i in range(nd):
-            e = dest[i]
-            if owner[e, color] != -1 and owner[e, color] != t:
-                err[0], err[1], err[2] = ERR_CONFLICT, t, color
-                return moved, n_tasks, False
-            room = Q - fifo_count[e, color]
-            if status[e] == ST_RECV and code[pc[e], 1] == color:
-                room += desc_len(descs, code[pc[e], 2]) - xfer[e]
-            amount = min(amount, room)
-        if amount <= 0:
-            continue
-        # timing: the chunk starts when sender, waiting receivers and links are free
-        start = clock[t]
-        for i in range(nd):
-            e = dest[i]
-            if status[e] == ST_RECV and code[pc[e], 1] == color:
-                start = max(start, clock[e])
-        for i in range(nl):
-            start = max(start, link_free[link_tile[i], link_dir[i]] - hop_cycles(timing, link_hop[i]))
-        wire = wire_cycles(timing, amount)
-        src_base = desc_base(descs, d, regs[t])
-        for i in range(nd):
-            e = dest[i]
-            arrive = start + hop_cycles(timing, dest_hops[i]) + wire
-            direct = 0
-            if status[e] == ST_RECV and code[pc[e], 1] == color:
-                rd = code[pc[e], 2]
-                need = desc_len(descs, rd) - xfer[e]
-                direct = min(amount, need)
-                row = tasks[n_tasks]
-                row[0], row[1], row[2], row[3] = t, d, src_base, done
-                row[4], row[5], row[6], row[7], row[8] = e, rd, desc_base(descs, rd, regs[e]), xfer[e], direct
-                n_tasks += 1
-                xfer[e] += direct
-                clock[e] = max(clock[e], arrive)
-                if direct == need:
-                    xfer[e] = 0
-                    pc[e] += 1
-                    icount[e] += 1
-                    status[e] = ST_RUN
-            rest = amount - direct
-            if rest > 0:
-                slot = (fifo_head[e, color] + fifo_count[e, color]) % Q
-                row = tasks[n_tasks]
-                row[0], row[1], row[2], row[3] = t, d, src_base, done + direct
-                row[4], row[5], row[6], row[7], row[8] = e, -1, color, slot, rest
-                n_tasks += 1
-                fifo_count[e, color] += rest
-                fifo_ready[e, color] = max(fifo_ready[e, color], arrive)
-            owner[e, color] = t if done + amount < total else -1
-        for i in range(nl):
-            link_wavelets[link_tile[i], link_dir[i]] += amount
-            link_free[link_tile[i], link_dir[i]] = start + hop_cycles(timing, link_hop[i]) + wire
-        clock[t] = start + wire
-        sent[t] += amount
-        moved += amount
-        done += amount
-        if done == total:
-            xfer[t] = 0
-            pc[t] += 1
-            icount[t] += 1
-            status[t] = ST_RUN
-        else:
-            xfer[t] = done
-    return moved, n_tasks, False
+        if full or err[0]:
+            break
+        for s in range(STREAM_SLOTS):
+            if streams.kind[t, s] != SL_SENDING:
+                continue
+            color = streams.color[t, s]
+            d = streams.desc[t, s]
+            total = desc_len(descs, d)
+            done = streams.done[t, s]
+            nd, nl = trace_route(routes, width, height, t, color, scratch)
+            if nd < 0:
+                err[0], err[1], err[2] = ERR_ROUTE_LOOP, t, color
+                break
+            if nd == 0:
+                err[0], err[1], err[2] = ERR_NO_DESTINATION, t, color
+                break
+            if n_tasks + 2 * nd > tasks.shape[0]:
+                full = True
+                break
+            amount = total - done
+            for i in range(nd):
+                e = dest[i]
+                if queues.owner[e, color] != -1 and queues.owner[e, color] != t:
+                    err[0], err[1], err[2] = ERR_CONFLICT, t, color
+                    break
+                room = Q - queues.count[e, color]
+                rs = streams.recv_slot[e, color]
+                if rs >= 0:
+                    room += desc_len(descs, streams.desc[e, rs]) - streams.done[e, rs]
+                amount = min(amount, room)
+            if err[0]:
+                break
+            if amount <= 0:
+                continue
+            # --- timing: when the chunk's first wavelet is injected, and at what rate
+            q = streams.time[t, s]
+            share, offset = 1, 0
+            for i in range(nl):
+                users = links.users[link_tile[i], link_dir[i]]
+                w = links.window[link_tile[i], link_dir[i]]
+                k = _popcount(users)
+                if k > share and w[0] < w[1]:  # streams overlapping in time share it round-robin
+                    share = k
+                    offset = _popcount(users & ((np.int64(1) << color) - 1))
+            inject = q
+            for i in range(nl):
+                lt, ld = link_tile[i], link_dir[i]
+                free = links.window[lt, ld, 2] if share > 1 else links.free[lt, ld]
+                inject = max(inject, free - link_offset(timing, link_hop[i]))
+            unheld = inject
+            holder = -1
+            for i in range(nd):
+                e = dest[i]
+                rs = streams.recv_slot[e, color]
+                if rs >= 0:
+                    bound = (streams.time[e, rs] - fabric_capacity(timing, dest_hops[i])
+                             + backpressure_delay(timing, dest_hops[i]))
+                    if bound > inject:
+                        inject = bound
+                        holder = e
+            if holder >= 0 and inject > unheld:
+                record(rec, t, EV_BACKPRESSURE, unheld, inject, s * 256 + color, holder)
+            first = inject + offset                  # the chunk's first wavelet leaves the tile
+            last = first + share * (amount - 1)      # and its last
+            src_base = streams.base[t, s]
+            for i in range(nd):
+                e = dest[i]
+                land = first + stream_latency(timing, dest_hops[i])
+                direct = 0
+                rs = streams.recv_slot[e, color]
+                if rs >= 0:
+                    rd = streams.desc[e, rs]
+                    got = streams.done[e, rs]
+                    need = desc_len(descs, rd) - got
+                    direct = min(amount, need)
+                    row = tasks[n_tasks]
+                    row[0], row[1], row[2], row[3] = t, d, src_base, done
+                    row[4], row[5], row[6], row[7], row[8] = e, rd, streams.base[e, rs], got, direct
+                    n_tasks += 1
+                    take = streams.time[e, rs]
+                    take_last = max(take + direct - 1, land + share * (direct - 1))
+                    streams.done[e, rs] = got + direct
+                    streams.time[e, rs] = take_last + 1
+                    if direct == need:
+                        complete_stream(tiles, streams, rec, e, rs, take_last + 1, t)
+                rest = amount - direct
+                if rest > 0:
+                    slot = (queues.head[e, color] + queues.count[e, color]) % Q
+                    row = tasks[n_tasks]
+                    row[0], row[1], row[2], row[3] = t, d, src_base, done + direct
+                    row[4], row[5], row[6], row[7], row[8] = e, -1, color, slot, rest
+                    n_tasks += 1
+                    queues.count[e, color] += rest
+                    queues.ready[e, color] = max(queues.ready[e, color], land + share * (amount - 1))
+                queues.owner[e, color] = t if done + amount < total else -1
+            for i in range(nl):
+                lt, ld = link_tile[i], link_dir[i]
+                links.wavelets[lt, ld] += amount
+                links.free[lt, ld] = max(links.free[lt, ld], last + link_offset(timing, link_hop[i]) + 1)
+            tiles.sent[t] += amount
+            moved += amount
+            done += amount
+            streams.done[t, s] = done
+            streams.time[t, s] = last + 1
+            if done == total:
+                complete_stream(tiles, streams, rec, t, s, last + 1, holder)
+    _mark_links(streams, links, routes, width, height, descs, False)
+    return moved, n_tasks, full
 
 
 @njit(cache=True, parallel=True)

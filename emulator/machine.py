@@ -18,11 +18,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import fabric, scheduler
-from .isa import SEND, format_instruction
+from .isa import format_instruction
 from .program import Program, TensorIO
 from .budget import B_ROUNDS_PER_CALL, B_SLICE_CYCLES, B_SLICE_INSTRUCTIONS, P_ROUNDS, RunBudget
-from .state import (BUDGET_FAULTS, FAULT_LIMIT, FAULT_NAMES, ST_FAULT, ST_HALT, ST_RECV, ST_RUN, ST_SEND,
-                    FabricState)
+from .state import (BUDGET_FAULTS, FAULT_LIMIT, FAULT_NAMES, PH_BLOCKED, PH_COMPUTE, PH_INSTRUCTIONS, PH_SCALAR,
+                    SL_RECEIVING, SL_SENDING, ST_FAULT, ST_HALT, ST_RUN, ST_WAIT, FabricState)
+
+EVENTS_PER_TILE = 200_000   # trace records kept per traced tile; later ones are counted, not kept
+TIMING_MODES = ("fast", "cycle", "off")
 
 
 class EmulatorError(Exception):
@@ -37,6 +40,9 @@ class DeadlockError(EmulatorError):
 class RunStats:
     tiles: int
     cycles: int                 # time at which the last tile halted (timing model)
+    seconds: float              # cycles at the machine's clock
+    clock_mhz: int
+    timing: str                 # fast | cycle | off: which model the cycle figures come from
     instructions: int           # retired over all tiles
     wavelets: int               # injected into the fabric
     wavelet_hops: int           # link traversals (one wavelet over one link)
@@ -47,14 +53,25 @@ class RunStats:
     rounds: int                 # compute/fabric phase pairs the emulator ran
     undelivered_wavelets: int   # still queued when every tile halted
     wall_seconds: float
+    blocked_fraction: float = 0.0  # core cycles waiting on the fabric / (cycles * tiles)
+    fast_cycles: int = 0        # the fast model's figure, kept beside the cycle-level one in --timing cycle
+    phases: list = field(default_factory=list)  # per source statement (kernel call): see Emulator.phase_table
     per_tile_cycles: list = field(default_factory=list, repr=False)
     per_tile_busy: list = field(default_factory=list, repr=False)
+    per_tile_blocked: list = field(default_factory=list, repr=False)
+    per_tile_instructions: list = field(default_factory=list, repr=False)
+    per_tile_sram_bytes: list = field(default_factory=list, repr=False)
     link_wavelets: list = field(default_factory=list, repr=False)  # [tile][N,E,S,W]
+    events: object = field(default=None, repr=False)       # int64 [n, 6] trace records (trace_events.py)
+    events_dropped: int = 0
+
+    PER_TILE = ("per_tile_cycles", "per_tile_busy", "per_tile_blocked", "per_tile_instructions",
+                "per_tile_sram_bytes", "link_wavelets")
 
     def to_dict(self, per_tile: bool = False) -> dict:
-        d = asdict(self)
+        d = {k: v for k, v in asdict(self).items() if k != "events"}
         if not per_tile:
-            for k in ("per_tile_cycles", "per_tile_busy", "link_wavelets"):
+            for k in self.PER_TILE:
                 d.pop(k)
         return d
 
@@ -63,13 +80,49 @@ class BudgetError(EmulatorError):
     """A run that used up its instruction, cycle or round budget."""
 
 
+def program_phases(program: Program) -> tuple[list[str], np.ndarray]:
+    """Phase names and the phase of each instruction: one phase per source
+    statement (a kernel call in a composed program), in order of first use."""
+    lines = program.meta.get("source_lines")
+    n = len(program.code)
+    if not isinstance(lines, list) or len(lines) != n:
+        return ["program"], np.zeros(max(n, 1), dtype=np.int32)
+    statements = program.meta.get("statements") or {}
+    index: dict[int, int] = {}
+    names: list[str] = []
+    of_pc = np.zeros(max(n, 1), dtype=np.int32)
+    for pc, line in enumerate(lines):
+        line = int(line) if isinstance(line, int) else 0
+        if line not in index:
+            index[line] = len(names)
+            text = statements.get(str(line), "") if isinstance(statements, dict) else ""
+            names.append(f"line {line}: {text}" if line else "(setup)")
+        of_pc[pc] = index[line]
+    return names, of_pc
+
+
 class Emulator:
-    def __init__(self, program: Program, budget: RunBudget | None = None):
+    """Runs one program. trace_tiles: tile indices whose timed events are kept
+    for a trace (None: none); timing: 'fast', 'cycle' (also run the cycle-level
+    model and report its cycles) or 'off' (benchmarks: the same run)."""
+
+    def __init__(self, program: Program, budget: RunBudget | None = None, trace_tiles=None,
+                 events_per_tile: int = EVENTS_PER_TILE, timing: str = "fast"):
         program.verify()
+        if timing not in TIMING_MODES:
+            raise EmulatorError(f"timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
         self.program = program
         self.budget = budget or RunBudget()
-        _require_memory(FabricState.estimate_bytes(program), program.config)
-        self.state = FabricState(program)
+        self.timing = timing
+        self.phase_names, phase_of_pc = program_phases(program)
+        traced = [] if trace_tiles is None else sorted(set(int(t) for t in trace_tiles))
+        if traced and not 0 <= traced[0] <= traced[-1] < program.config.tiles:
+            raise EmulatorError(f"trace tiles must be in 0..{program.config.tiles - 1}")
+        per_tile = events_per_tile if traced else 0
+        _require_memory(FabricState.estimate_bytes(program, len(traced), per_tile, len(self.phase_names)),
+                        program.config)
+        self.traced = traced
+        self.state = FabricState(program, traced, per_tile, phase_of_pc, len(self.phase_names))
         self._tasks = np.zeros((max(4 * program.config.tiles, 64), 9), dtype=np.int64)
 
     # ------------------------------------------------------------- host I/O
@@ -147,9 +200,8 @@ class Emulator:
         while True:  # the core pauses now and then, so Ctrl-C (KeyboardInterrupt) gets through
             started = time.perf_counter()
             outcome = scheduler.run_rounds(
-                p.code, p.descs, p.fimm, s.mem, s.regs, s.pc, s.status, s.fault, s.xfer, s.fifo, s.fifo_head,
-                s.fifo_count, s.fifo_ready, s.owner, s.routes, cfg.width, cfg.height, s.clock, s.busy, s.icount,
-                s.sent, s.link_wavelets, s.link_free, timing, s.route_scratch, self._tasks, err, budget, progress)
+                p.code, p.descs, p.fimm, s.tiles, s.streams, s.queues, s.links, s.recorder, s.routes,
+                cfg.width, cfg.height, timing, self._tasks, err, budget, progress)
             if outcome != scheduler.PAUSED:
                 break
             _pace(budget, time.perf_counter() - started, cfg.tiles)
@@ -168,26 +220,62 @@ class Emulator:
 
     def _stats(self, rounds: int, wall: float) -> RunStats:
         p, s, cfg = self.program, self.state, self.program.config
-        cycles = int(s.clock.max(initial=0))
-        busy = int(s.busy.sum())
+        tiles = s.tiles
+        cycles = int(tiles.clock.max(initial=0))
+        busy = int(tiles.busy.sum())
+        blocked = int(tiles.blocked.sum())
+        events, dropped = self._events()
+        sram = np.zeros(cfg.tiles, dtype=np.int64)  # tiles outside every region hold nothing
+        sram[tiles.icount > 0] = p.sram_bytes_used()
         return RunStats(
-            tiles=cfg.tiles, cycles=cycles, instructions=int(s.icount.sum()),
-            wavelets=int(s.sent.sum()), wavelet_hops=int(s.link_wavelets.sum()),
+            tiles=cfg.tiles, cycles=cycles, seconds=cfg.seconds(cycles), clock_mhz=cfg.clock_mhz,
+            timing=self.timing, instructions=int(tiles.icount.sum()),
+            wavelets=int(tiles.sent.sum()), wavelet_hops=int(s.links.wavelets.sum()),
             sram_peak_bytes=p.sram_bytes_used(), sram_bytes_per_tile=cfg.sram_bytes,
             colors_used=int(p.routes.shape[1]),
             utilization=busy / (cycles * cfg.tiles) if cycles else 0.0,
-            rounds=rounds, undelivered_wavelets=int(s.fifo_count.sum()), wall_seconds=wall,
-            per_tile_cycles=s.clock.tolist(), per_tile_busy=s.busy.tolist(),
-            link_wavelets=s.link_wavelets.tolist())
+            blocked_fraction=blocked / (cycles * cfg.tiles) if cycles else 0.0,
+            fast_cycles=cycles, rounds=rounds, undelivered_wavelets=int(s.queues.count.sum()), wall_seconds=wall,
+            phases=self.phase_table(),
+            per_tile_cycles=tiles.clock.tolist(), per_tile_busy=tiles.busy.tolist(),
+            per_tile_blocked=tiles.blocked.tolist(), per_tile_instructions=tiles.icount.tolist(),
+            per_tile_sram_bytes=sram.tolist(), link_wavelets=s.links.wavelets.tolist(),
+            events=events, events_dropped=dropped)
+
+    def phase_table(self) -> list[dict]:
+        """Per phase (source statement): the cycles it spans on the machine and
+        its compute, blocked and scalar cycles and instructions summed over tiles."""
+        rec = self.state.recorder
+        acc = rec.phase_acc.sum(axis=0)
+        first = rec.phase_span[:, :, 0].min(axis=0)
+        last = rec.phase_span[:, :, 1].max(axis=0)
+        table = []
+        for i, name in enumerate(self.phase_names):
+            if last[i] < 0:
+                continue  # no tile ran it
+            table.append({"name": name, "first_cycle": int(first[i]), "last_cycle": int(last[i]),
+                          "compute": int(acc[i, PH_COMPUTE]), "blocked": int(acc[i, PH_BLOCKED]),
+                          "scalar": int(acc[i, PH_SCALAR]), "instructions": int(acc[i, PH_INSTRUCTIONS])})
+        return table
+
+    def _events(self):
+        """The kept trace records of all traced tiles, in time order per tile."""
+        rec = self.state.recorder
+        if not self.traced:
+            return None, 0
+        kept = np.minimum(rec.n_events, rec.events.shape[1])
+        parts = [rec.events[i, :kept[i]] for i in range(len(self.traced))]
+        events = np.concatenate(parts) if parts else np.zeros((0, 6), dtype=np.int64)
+        return events, int((rec.n_events - kept).sum())
 
     # ------------------------------------------------------------- reports
     def _where(self, t: int) -> str:
         w = self.program.config.width
         return f"({t % w},{t // w})"
 
-    def _instr_text(self, t: int) -> str:
+    def _instr_text(self, t: int, pc: int | None = None) -> str:
         p = self.program
-        pc = int(self.state.pc[t])
+        pc = int(self.state.pc[t]) if pc is None else pc
         if 0 <= pc < len(p.code):
             return f"pc {pc}: {format_instruction(p.code[pc], p.descs, p.fimm)}"
         return f"pc {pc}"
@@ -196,13 +284,13 @@ class Emulator:
         s = self.state
         tiles = np.nonzero(s.status == ST_FAULT)[0]
         t = int(tiles[0])
-        if int(s.fault[t]) in BUDGET_FAULTS:
+        if int(s.tiles.fault[t]) in BUDGET_FAULTS:
             which = ("instruction", self.budget.instructions, "--max-instructions") \
-                if int(s.fault[t]) == FAULT_LIMIT else ("cycle", self.budget.cycles, "--max-cycles")
+                if int(s.tiles.fault[t]) == FAULT_LIMIT else ("cycle", self.budget.cycles, "--max-cycles")
             raise BudgetError(self._budget_report(f"tile {self._where(t)} used its {which[0]} budget of "
                                                   f"{which[1]} ({which[2]})"))
         more = f" (and {len(tiles) - 1} more tiles)" if len(tiles) > 1 else ""
-        raise EmulatorError(f"tile {self._where(t)} faulted: {FAULT_NAMES.get(int(s.fault[t]), 'fault')} "
+        raise EmulatorError(f"tile {self._where(t)} faulted: {FAULT_NAMES.get(int(s.tiles.fault[t]), 'fault')} "
                             f"at {self._instr_text(t)}{more}")
 
     def _raise_fabric_error(self, err):
@@ -223,15 +311,20 @@ class Emulator:
         lines = [f"run stopped: {what}; {len(unfinished)} of {self.program.config.tiles} tiles had not "
                  "finished (a larger budget may help, or the program does not end)"]
         for t in unfinished[:8]:
-            lines.append(f"  tile {self._where(int(t))} {STATUS_WORDS[int(s.status[t])]} at "
-                         f"{self._instr_text(int(t))}{self._source_line(int(t))}")
+            t = int(t)
+            word, pc = STATUS_WORDS[int(s.status[t])], int(s.pc[t])
+            if s.status[t] == ST_WAIT:
+                pc = int(s.tiles.wait_pc[t])
+                kind = int(s.streams.kind[t, int(s.tiles.wait_slot[t])])
+                word = {SL_SENDING: "sending", SL_RECEIVING: "receiving"}.get(kind, word)
+            lines.append(f"  tile {self._where(t)} {word} at {self._instr_text(t, pc)}{self._source_line(t, pc)}")
         if len(unfinished) > 8:
             lines.append(f"  ... and {len(unfinished) - 8} more")
         return "\n".join(lines)
 
-    def _source_line(self, t: int) -> str:
+    def _source_line(self, t: int, pc: int | None = None) -> str:
         lines = self.program.meta.get("source_lines")
-        pc = int(self.state.pc[t])
+        pc = int(self.state.pc[t]) if pc is None else pc
         if isinstance(lines, list) and 0 <= pc < len(lines) and lines[pc]:
             return f" ({self.program.meta.get('source', 'source')} line {lines[pc]})"
         return ""
@@ -242,21 +335,24 @@ class Emulator:
 
     def _deadlock_report(self) -> str:
         p, s = self.program, self.state
-        blocked = np.nonzero((s.status == ST_SEND) | (s.status == ST_RECV))[0]
+        st = s.streams
+        blocked = np.nonzero(s.status == ST_WAIT)[0]
         lines = [f"deadlock: {len(blocked)} tiles are blocked and no wavelet can move"]
         for t in blocked[:12]:
             t = int(t)
-            row = p.code[s.pc[t]]
-            color, d = int(row[1]), int(row[2])
+            slot = int(s.tiles.wait_slot[t])
+            color, d = int(st.color[t, slot]), int(st.desc[t, slot])
             total = int(np.prod(p.descs[d, 2:10:2], dtype=np.int64))
-            left = total - int(s.xfer[t])
-            if row[0] == SEND:
-                what = f"waits to send {left} more wavelets on color {color}{self._color_name(color)}"
-                what += f" (queues ahead hold {self._queue_summary(t, color)})"
+            left = total - int(st.done[t, slot])
+            name = f"color {color}{self._color_name(color)}"
+            if st.kind[t, slot] == SL_SENDING:
+                what = (f"waits to send {left} more wavelets on {name} "
+                        f"(queues ahead hold {self._queue_summary(t, color)})")
+            elif st.kind[t, slot] == SL_RECEIVING:
+                what = f"waits to receive {left} more wavelets on {name} ({int(s.queues.count[t, color])} queued)"
             else:
-                what = (f"waits to receive {left} more wavelets on color {color}{self._color_name(color)}"
-                        f" ({int(s.fifo_count[t, color])} queued)")
-            lines.append(f"  tile {self._where(t)} {what}; {self._instr_text(t)}")
+                what = f"waits for stream slot {slot}"
+            lines.append(f"  tile {self._where(t)} {what}; {self._instr_text(t, int(s.tiles.wait_pc[t]))}")
         if len(blocked) > 12:
             lines.append(f"  ... and {len(blocked) - 12} more blocked tiles")
         halted = int(np.sum(s.status == ST_HALT))
@@ -266,9 +362,10 @@ class Emulator:
 
     def _queue_summary(self, t: int, color: int) -> str:
         cfg, s = self.program.config, self.state
-        nd, _ = fabric.trace_route(s.routes, cfg.width, cfg.height, t, color, s.route_scratch)
-        dest = s.route_scratch[0, :max(nd, 0)]
-        parts = [f"{self._where(int(e))}: {int(s.fifo_count[e, color])}/{cfg.queue_depth}" for e in dest[:4]]
+        scratch = s.links.scratch
+        nd, _ = fabric.trace_route(s.routes, cfg.width, cfg.height, t, color, scratch)
+        dest = scratch[0, :max(nd, 0)]
+        parts = [f"{self._where(int(e))}: {int(s.queues.count[e, color])}/{cfg.queue_depth}" for e in dest[:4]]
         return ", ".join(parts) + (" ..." if nd > 4 else "")
 
 
@@ -295,8 +392,7 @@ def _require_memory(need: int, cfg) -> None:
                             "available")
 
 
-STATUS_WORDS = {ST_RUN: "running", ST_SEND: "sending", ST_RECV: "receiving", ST_HALT: "halted",
-                ST_FAULT: "stopped"}
+STATUS_WORDS = {ST_RUN: "running", ST_WAIT: "waiting on the fabric", ST_HALT: "halted", ST_FAULT: "stopped"}
 
 
 def _pace(budget: np.ndarray, seconds: float, tiles: int) -> None:

@@ -17,12 +17,10 @@ DONE, FAULT, FABRIC_ERROR, DEADLOCK, PAUSED, ROUND_BUDGET = 0, 1, 2, 3, 4, 5
 
 
 @njit(cache=True)
-def run_rounds(code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fifo_head, fifo_count, fifo_ready,
-               owner, routes, width, height, clock, busy, icount, sent, link_wavelets, link_free, timing,
-               scratch, tasks, err, budget, progress):
+def run_rounds(code, descs, fimm, tiles, streams, queues, links, rec, routes, width, height, timing,
+               tasks, err, budget, progress):
     """Returns the outcome; progress[P_ROUNDS] counts the rounds run so far."""
     n_tiles = width * height
-    Q = fifo.shape[2]
     pause_at = progress[P_ROUNDS] + budget[B_ROUNDS_PER_CALL]
     while True:
         if progress[P_RESUMING] == 0:  # a new round
@@ -31,9 +29,8 @@ def run_rounds(code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fifo
             if progress[P_ROUNDS] >= pause_at:
                 return PAUSED
             progress[P_ROUNDS] += 1
-        retired, halted, faulted, running = compute_phase(code, descs, fimm, mem, regs, pc, status, fault, xfer,
-                                                          fifo, fifo_head, fifo_count, fifo_ready, clock, busy,
-                                                          icount, timing, budget)
+        retired, halted, faulted, running = compute_phase(code, descs, fimm, tiles, streams, queues, rec,
+                                                          timing, budget)
         retired += progress[P_RETIRED]
         if faulted:
             return FAULT
@@ -43,15 +40,14 @@ def run_rounds(code, descs, fimm, mem, regs, pc, status, fault, xfer, fifo, fifo
             return PAUSED
         progress[P_RESUMING] = 0
         progress[P_RETIRED] = 0
-        if halted == n_tiles:  # nobody left to send, so nothing is in flight either
+        if halted == n_tiles:  # a tile halts only once its streams are done, so nothing is in flight
             return DONE
         moved = 0
         while True:
-            m, n_tasks, full = fabric_phase(code, descs, regs, pc, status, xfer, fifo_head, fifo_count,
-                                            fifo_ready, owner, routes, width, height, Q, clock, icount, sent,
-                                            link_wavelets, link_free, timing, scratch, tasks, err)
+            m, n_tasks, full = fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
+                                            height, timing, tasks, err)
             if n_tasks:
-                run_copy_tasks(tasks, n_tasks, descs, mem, fifo)
+                run_copy_tasks(tasks, n_tasks, descs, tiles.mem, queues.fifo)
             moved += m
             if err[0]:
                 return FABRIC_ERROR

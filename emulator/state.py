@@ -1,39 +1,60 @@
-"""The emulator's state arrays: everything a tile, router and link holds.
+"""The emulator's state: everything a tile, its stream slots, router and links hold.
 
 T = tiles (index y * width + x), C = colors the program uses, Q = queue depth,
-R = registers, S = SRAM words the program's plan uses.
+R = registers, S = SRAM words the program's plan uses, K = STREAM_SLOTS (5:
+four for sendx/recvx, one for blocking send/recv). The numba core takes the
+arrays as four named records (namedtuples), so a function's signature says
+which parts of the machine it touches.
 
-Per tile
+Tiles (`TileState`)
   mem        float32 [T, S]   SRAM contents (only the planned words exist)
   regs       int32   [T, R]   integer registers; r0 = x, r1 = y at start
   pc         int32   [T]      next instruction (absolute index into code)
-  status     int8    [T]      RUN, SEND / RECV (blocked in a transfer), HALT, FAULT
+  status     int8    [T]      RUN, WAIT (core blocked on a stream slot), HALT, FAULT
   fault      int32   [T]      fault code when status is FAULT
-  xfer       int64   [T]      wavelets of the current send/recv already moved
-  clock      int64   [T]      the tile's time in cycles (timing model)
+  wait_slot  int8    [T]      the slot a WAIT-ing core waits for
+  wait_pc    int32   [T]      the instruction it waits at (its kernel-call phase gets the time)
+  clock      int64   [T]      the core's time in cycles (fast timing model)
   busy       int64   [T]      cycles spent in vector / mmac work
+  blocked    int64   [T]      cycles the core waited on the fabric
   icount     int64   [T]      instructions retired
   sent       int64   [T]      wavelets injected into the fabric
-Per (tile, color): the input queue at the tile's ramp
+Stream slots (`StreamState`), per (tile, slot)
+  kind       int8    [T, K]   IDLE, SENDING, RECEIVING, or COMPLETE (done, not yet waited for)
+  color      int32   [T, K]
+  desc       int32   [T, K]   the descriptor, with its base address fixed at issue in `base`
+  base       int64   [T, K]
+  done       int64   [T, K]   wavelets moved so far
+  time       int64   [T, K]   send: earliest cycle of the next injection; receive: of the next take;
+                              COMPLETE: the cycle the stream completed
+  start      int64   [T, K]   cycle the stream started (traces)
+  recv_slot  int8    [T, C]   the slot receiving on each color, -1 none
+  send_slot  int8    [T, C]   the slot sending on each color, -1 none
+Queues (`QueueState`), per (tile, color): the input queue at the tile's ramp
   fifo       float32 [T, C, Q] ring buffer of wavelet payloads
-  fifo_head  int32   [T, C]    ring position of the oldest wavelet
-  fifo_count int32   [T, C]    wavelets queued
-  fifo_ready int64   [T, C]    time the last queued wavelet arrives
+  head       int32   [T, C]    ring position of the oldest wavelet
+  count      int32   [T, C]    wavelets queued
+  ready      int64   [T, C]    cycle the last queued wavelet lands
   owner      int32   [T, C]    sender whose message is partly delivered here (-1 none);
                                a second sender meanwhile is a color conflict
-Fabric scratch
-  route_scratch int64 [8, 4T + 8] destinations, links and the walk stack of one route trace
-Per (tile, direction N/E/S/W): the outgoing link
-  link_wavelets int64 [T, 4]   wavelets carried (traffic)
-  link_free     int64 [T, 4]   time the link is next free (timing model)
+Links (`LinkState`), per (tile, direction N/E/S/W): the outgoing link
+  wavelets   int64   [T, 4]   wavelets carried (traffic)
+  free       int64   [T, 4]   cycle the link is next free (fast timing model)
+  users      int64   [T, 4]   fabric-phase scratch: bit set of colors whose streams use the link
+  window     int64   [T, 4, 3] fabric-phase scratch: their latest start and earliest end, and the
+                              link's reservation before the phase
+  scratch    int64   [8, 4T + 8] destinations, links and the walk stack of one route trace
 """
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 
-from .isa import REG_TX, REG_TY
+from .isa import REG_TX, REG_TY, STREAM_SLOTS
 
-ST_RUN, ST_SEND, ST_RECV, ST_HALT, ST_FAULT = 0, 1, 2, 3, 4
+ST_RUN, ST_WAIT, ST_HALT, ST_FAULT = 0, 1, 3, 4
+SL_IDLE, SL_SENDING, SL_RECEIVING, SL_COMPLETE = 0, 1, 2, 3
 
 FAULT_ADDRESS, FAULT_LIMIT, FAULT_DIVIDE, FAULT_PC, FAULT_CYCLES = 1, 2, 3, 4, 5
 FAULT_NAMES = {FAULT_ADDRESS: "descriptor outside the tile's SRAM plan",
@@ -43,57 +64,100 @@ FAULT_NAMES = {FAULT_ADDRESS: "descriptor outside the tile's SRAM plan",
                FAULT_CYCLES: "cycle budget used up"}
 BUDGET_FAULTS = (FAULT_LIMIT, FAULT_CYCLES)  # reported as BudgetError, not as a program fault
 
+TileState = namedtuple("TileState", "mem regs pc status fault wait_slot wait_pc clock busy blocked icount sent")
+StreamState = namedtuple("StreamState", "kind color desc base done time start recv_slot send_slot")
+QueueState = namedtuple("QueueState", "fifo head count ready owner")
+LinkState = namedtuple("LinkState", "wavelets free users window scratch")
+
+
+Recorder = namedtuple("Recorder", "trace_row events n_events phase_of_pc phase_acc phase_span")
+# phase_acc columns: compute, blocked, scalar cycles and instructions of each (tile, kernel-call phase)
+PH_COMPUTE, PH_BLOCKED, PH_SCALAR, PH_INSTRUCTIONS = range(4)
+from .trace_events import EVENT_FIELDS  # noqa: E402  tile, kind, start, end, a, b
+
 
 class FabricState:
-    """Allocates and owns the state arrays for one program run."""
+    """Allocates and owns the state arrays for one program run.
+
+    trace_tiles: tile indices whose events are recorded (None: none), at most
+    events_per_tile each; phase_of_pc: the kernel-call phase of each instruction."""
 
     @staticmethod
-    def estimate_bytes(program) -> int:
+    def estimate_bytes(program, traced: int = 0, events_per_tile: int = 0, phases: int | None = None) -> int:
         """What __init__ will allocate, computed before allocating any of it."""
         cfg = program.config
-        T, C, Q = cfg.tiles, max(program.routes.shape[1], 1), cfg.queue_depth
+        if phases is None:  # one per source statement (machine.program_phases)
+            lines = program.meta.get("source_lines")
+            phases = len(set(lines)) if isinstance(lines, list) and lines else 1
+        T, C, Q, K = cfg.tiles, max(program.routes.shape[1], 1), cfg.queue_depth, STREAM_SLOTS
         S = max(program.sram_words, 1)
-        per_tile = (4 * S + 4 * cfg.registers + 4 + 1 + 4 + 5 * 8      # mem, regs, pc, status, fault, counters
-                    + C * (4 * Q + 4 + 4 + 8 + 4 + 5)                   # queues, owner, routes
-                    + 4 * 8 * 2 + 8 * 4 * 8 + 9 * 8 * 4)                # links, route scratch, copy tasks
-        return T * per_tile
+        per_tile = (4 * S + 4 * cfg.registers + 4 + 1 + 4 + 1 + 6 * 8   # mem, regs, pc, status, fault, counters
+                    + K * (1 + 4 + 4 + 4 * 8)                           # stream slots
+                    + C * (4 * Q + 4 + 4 + 8 + 4 + 5 + 2)               # queues, owner, routes, slot maps
+                    + 4 * 8 * 6 + 8 * 4 * 8 + 9 * 8 * 4                 # links, route scratch, copy tasks
+                    + phases * 6 * 8 + 4)                               # phase accounting, trace row
+        return T * per_tile + traced * events_per_tile * EVENT_FIELDS * 8
 
-    def __init__(self, program):
+    def __init__(self, program, trace_tiles=None, events_per_tile: int = 0, phase_of_pc=None, phases: int = 1):
         cfg = program.config
-        T, C, Q = cfg.tiles, program.routes.shape[1], cfg.queue_depth
+        T, C, Q, K = cfg.tiles, program.routes.shape[1], cfg.queue_depth, STREAM_SLOTS
         # At least one word / color so the numba signatures never see empty axes.
         S, Cq = max(program.sram_words, 1), max(C, 1)
-        self.mem = np.zeros((T, S), dtype=np.float32)
-        self.regs = np.zeros((T, cfg.registers), dtype=np.int32)
+        regs = np.zeros((T, cfg.registers), dtype=np.int32)
         tiles = np.arange(T)
-        self.regs[:, REG_TX] = tiles % cfg.width
-        self.regs[:, REG_TY] = tiles // cfg.width
-        self.pc = np.zeros(T, dtype=np.int32)
-        self.status = np.full(T, ST_HALT, dtype=np.int8)  # tiles outside every region stay idle
+        regs[:, REG_TX] = tiles % cfg.width
+        regs[:, REG_TY] = tiles // cfg.width
+        pc = np.zeros(T, dtype=np.int32)
+        status = np.full(T, ST_HALT, dtype=np.int8)  # tiles outside every region stay idle
         for r in program.regions:
             grid = np.zeros((cfg.height, cfg.width), dtype=bool)
             grid[r.y0:r.y1, r.x0:r.x1] = True
             sel = grid.reshape(-1)
-            self.pc[sel] = r.start
-            self.status[sel] = ST_RUN
-        self.fault = np.zeros(T, dtype=np.int32)
-        self.xfer = np.zeros(T, dtype=np.int64)
-        self.clock = np.zeros(T, dtype=np.int64)
-        self.busy = np.zeros(T, dtype=np.int64)
-        self.icount = np.zeros(T, dtype=np.int64)
-        self.sent = np.zeros(T, dtype=np.int64)
-        self.fifo = np.zeros((T, Cq, Q), dtype=np.float32)
-        self.fifo_head = np.zeros((T, Cq), dtype=np.int32)
-        self.fifo_count = np.zeros((T, Cq), dtype=np.int32)
-        self.fifo_ready = np.zeros((T, Cq), dtype=np.int64)
-        self.owner = np.full((T, Cq), -1, dtype=np.int32)
-        self.link_wavelets = np.zeros((T, 4), dtype=np.int64)
-        self.link_free = np.zeros((T, 4), dtype=np.int64)
-        self.route_scratch = np.empty((8, 4 * T + 8), dtype=np.int64)
+            pc[sel] = r.start
+            status[sel] = ST_RUN
+        z = lambda dtype: np.zeros(T, dtype=dtype)  # noqa: E731
+        self.tiles = TileState(mem=np.zeros((T, S), dtype=np.float32), regs=regs, pc=pc, status=status,
+                               fault=z(np.int32), wait_slot=z(np.int8), wait_pc=z(np.int32), clock=z(np.int64), busy=z(np.int64),
+                               blocked=z(np.int64), icount=z(np.int64), sent=z(np.int64))
+        self.streams = StreamState(
+            kind=np.zeros((T, K), dtype=np.int8), color=np.zeros((T, K), dtype=np.int32),
+            desc=np.zeros((T, K), dtype=np.int32), base=np.zeros((T, K), dtype=np.int64),
+            done=np.zeros((T, K), dtype=np.int64), time=np.zeros((T, K), dtype=np.int64),
+            start=np.zeros((T, K), dtype=np.int64), recv_slot=np.full((T, Cq), -1, dtype=np.int8),
+            send_slot=np.full((T, Cq), -1, dtype=np.int8))
+        self.queues = QueueState(fifo=np.zeros((T, Cq, Q), dtype=np.float32),
+                                 head=np.zeros((T, Cq), dtype=np.int32), count=np.zeros((T, Cq), dtype=np.int32),
+                                 ready=np.zeros((T, Cq), dtype=np.int64), owner=np.full((T, Cq), -1, dtype=np.int32))
+        self.links = LinkState(wavelets=np.zeros((T, 4), dtype=np.int64), free=np.zeros((T, 4), dtype=np.int64),
+                               users=np.zeros((T, 4), dtype=np.int64), window=np.zeros((T, 4, 3), dtype=np.int64),
+                               scratch=np.empty((8, 4 * T + 8), dtype=np.int64))
+        trace_row = np.full(T, -1, dtype=np.int32)
+        traced = [] if trace_tiles is None else list(trace_tiles)
+        trace_row[traced] = np.arange(len(traced), dtype=np.int32)
+        n_code = max(len(program.code), 1)
+        self.recorder = Recorder(
+            trace_row=trace_row,
+            events=np.zeros((max(len(traced), 1), max(events_per_tile, 1), EVENT_FIELDS), dtype=np.int64),
+            n_events=np.zeros(max(len(traced), 1), dtype=np.int64),
+            phase_of_pc=(np.zeros(n_code, dtype=np.int32) if phase_of_pc is None
+                         else np.ascontiguousarray(phase_of_pc, dtype=np.int32)),
+            phase_acc=np.zeros((T, phases, 4), dtype=np.int64),
+            phase_span=np.zeros((T, phases, 2), dtype=np.int64))
+        self.recorder.phase_span[:, :, 0] = np.iinfo(np.int64).max
+        self.recorder.phase_span[:, :, 1] = -1
         routes = program.routes
         if C == 0:
             routes = np.zeros((T, 1, 5), dtype=np.uint8)
         self.routes = np.ascontiguousarray(routes)
 
+    # the arrays other modules read most, by their old names
+    mem = property(lambda self: self.tiles.mem)
+    clock = property(lambda self: self.tiles.clock)
+    icount = property(lambda self: self.tiles.icount)
+    status = property(lambda self: self.tiles.status)
+    pc = property(lambda self: self.tiles.pc)
+    regs = property(lambda self: self.tiles.regs)
+
     def nbytes(self) -> int:
-        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+        records = (self.tiles, self.streams, self.queues, self.links, self.recorder)
+        return self.routes.nbytes + sum(a.nbytes for r in records for a in r)
