@@ -298,12 +298,20 @@ class Reduce(Op):                # all-reduce along a row/column, in ascending t
 class Send(Op):
     stream: str
     src: View
+    slot: int | None = None      # a stream slot: the send runs beside the core until Wait(slot)
 
 
 @dataclass
 class Recv(Op):
     stream: str
     dst: View
+    slot: int | None = None      # a stream slot: the receive runs beside the core until Wait(slot)
+
+
+@dataclass
+class Wait(Op):                  # block until the slot's stream is done
+    slot: int
+    views: list                  # what the stream reads or writes: live until here
 
 
 @dataclass
@@ -392,8 +400,12 @@ def _format_ops(ops, lines, depth):
         elif isinstance(op, Reduce):
             lines.append(f"{pad}{format_view(op.dst)} = reduce_{op.axis} {op.op} {format_view(op.src)}")
         elif isinstance(op, Send):
-            lines.append(f"{pad}send {op.stream} {format_view(op.src)}")
+            slot = "" if op.slot is None else f" async slot{op.slot}"
+            lines.append(f"{pad}send {op.stream} {format_view(op.src)}{slot}")
         elif isinstance(op, Recv):
-            lines.append(f"{pad}recv {op.stream} {format_view(op.dst)}")
+            slot = "" if op.slot is None else f" async slot{op.slot}"
+            lines.append(f"{pad}recv {op.stream} {format_view(op.dst)}{slot}")
+        elif isinstance(op, Wait):
+            lines.append(f"{pad}wait slot{op.slot}")
         else:
             lines.append(f"{pad}{op}")

@@ -187,7 +187,7 @@ def test_compile_emit_asm(capsys):
     assert out.startswith("; tilegrid program matmul on 2x2 tiles")
     assert "region matmul: tiles x[0,2) y[0,2)" in out
     mnemonics = {line.split()[1] for line in out.splitlines() if line[:6].strip().isdigit()}
-    assert {"send", "recv", "mmac", "vfill", "halt"} <= mnemonics
+    assert {"sendx", "wait", "recv", "mmac", "vfill", "halt"} <= mnemonics
 
 
 def test_compile_default_emit_is_asm(capsys):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tilegrid
+from tilegrid.emulator import isa
 from conftest import assert_bits_equal, ordered_matmul
 from tilegrid.emulator import Emulator, Program, ProgramError
 
@@ -49,7 +50,7 @@ def test_load_rejects_garbage(tmp_path):
 def test_verify_rejects_bad_operands():
     prog = tilegrid.compile_kernel("gemv", grid=(2, 2), shapes={"A": (4, 4), "x": (4,)}).program
     prog.code = prog.code.copy()
-    send = int(np.nonzero(prog.code[:, 0] == 48)[0][0])
+    send = int(np.nonzero(np.isin(prog.code[:, 0], [isa.SEND, isa.SENDX]))[0][0])
     prog.code[send, 1] = 7  # color 7 does not exist in a 2-color program
     with pytest.raises(ProgramError, match="out of range"):
         prog.verify()

@@ -180,9 +180,9 @@ def raw_header(data: bytes):
 
 
 INT_MAX, INT_MIN = 2**31 - 1, -2**31
-# The base program (matmul, 2x2 grid, 8x8 inputs): 15 instructions, 5 descriptors
+# The base program (matmul, 2x2 grid, 8x8 inputs): 17 instructions, 5 descriptors
 # [32 -1 1 0 1 0 4 4 4 1] ..., an 80-word plan, 2 colors, 16 registers.
-# Instruction 0 is vfill d0, 3 is send color0, 5 is jmp, 9 is vcopy d4, d3, 14 is halt.
+# Instruction 0 is vfill d0, 3 is sendx color0, 6 is jmp, 10 is vcopy d4, d3, 16 is halt.
 TAMPERS = {
     "extent_negative": (set_array("descs", 0, 2, -5), "extent -5 in dimension 0; extents must be at least 1"),
     "extent_huge": (set_array("descs", 0, 8, INT_MAX), "walks 8589934588 elements, more than the 80 words"),
@@ -194,14 +194,14 @@ TAMPERS = {
     "base_register_out_of_range": (set_array("descs", 0, 1, 16), "base register r16 out of range"),
     "base_register_below_none": (set_array("descs", 0, 1, -2), "base register r-2 out of range"),
     "opcode_unknown": (set_array("code", 0, 0, 99), "instruction 0: unknown opcode 99"),
-    "branch_target_out_of_range": (set_array("code", 5, 1, 1000),
-                                   "instruction 5 (jmp): branch target 1000 out of range (instructions 0..14"),
-    "branch_target_negative": (set_array("code", 5, 1, -1), "branch target -1 out of range"),
+    "branch_target_out_of_range": (set_array("code", 6, 1, 1000),
+                                   "instruction 6 (jmp): branch target 1000 out of range (instructions 0..16"),
+    "branch_target_negative": (set_array("code", 6, 1, -1), "branch target -1 out of range"),
     "register_operand_out_of_range": (set_array("code", 1, 1, 16), "register operand r16 out of range"),
-    "color_out_of_range": (set_array("code", 3, 1, 2), "instruction 3 (send): color operand 2 out of range "
+    "color_out_of_range": (set_array("code", 3, 1, 2), "instruction 3 (sendx): color operand 2 out of range "
                                                        "(program routes 2 colors)"),
-    "unused_field_set": (set_array("code", 14, 3, 7), "instruction 14 (halt): unused operand field 3 must be 0"),
-    "operand_extents_differ": (set_array("descs", 4, 8, 2), "instruction 9 (vcopy): operand descriptors"),
+    "unused_field_set": (set_array("code", 16, 3, 7), "instruction 16 (halt): unused operand field 3 must be 0"),
+    "operand_extents_differ": (set_array("descs", 4, 8, 2), "instruction 10 (vcopy): operand descriptors"),
     "routes_bit_0x20": (set_route(0, 0, 4, 0x20), "sets bits beyond the five ports"),
     "routes_off_grid": (set_route(0, 0, 4, 1), "sends off the grid to the N"),
     "routes_u_turn": (set_route(1, 0, 3, 8), "tile (1,0) W->W+RAMP sends a wavelet back out the port it came in on"),
@@ -214,7 +214,7 @@ TAMPERS = {
                                "program uses 30 colors but the machine has 24"),
     "fimm_empty": (replace_array("fimm", lambda f: f[:0]), "float-immediate operand 0 out of range (program has 0"),
     "code_float64": (replace_array("code", lambda c: c.astype(np.float64)), "code must be int32 [n, 6], got float64"),
-    "code_3d": (replace_array("code", lambda c: c[None]), "code must be int32 [n, 6], got int32 of shape (1, 15, 6)"),
+    "code_3d": (replace_array("code", lambda c: c[None]), "code must be int32 [n, 6], got int32 of shape (1, 17, 6)"),
     "code_big_endian": (replace_array("code", lambda c: c.astype(">i4")), "code must be int32 [n, 6], got >i4"),
     "code_object_pickled": (replace_array("code", lambda c: np.array([None, 1], dtype=object)),
                             "has dtype object; program arrays hold plain integers or floats"),

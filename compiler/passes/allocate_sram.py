@@ -16,7 +16,7 @@ from tilegrid.emulator.config import MachineConfig
 
 from ..diagnostics import CompileError
 from ..spatial_ir import (Copy, Elementwise, Fill, Fmac, IfTile, Loop, Mask, MatMac, Recv, Scale, Send,
-                          SpatialKernel, Unary, View)
+                          SpatialKernel, Unary, View, Wait)
 
 
 def allocate_sram(k: SpatialKernel, config: MachineConfig, reserved_words: int = 0) -> SpatialKernel:
@@ -106,6 +106,8 @@ def op_views(op) -> list[View]:
         return [op.src]
     if isinstance(op, Recv):
         return [op.dst]
+    if isinstance(op, Wait):  # an asynchronous stream's buffers stay live until its wait
+        return list(op.views)
     return []
 
 

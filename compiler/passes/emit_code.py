@@ -16,7 +16,7 @@ from tilegrid.emulator.program import BufferPlacement, CodeRegion, Program, Tens
 
 from ..diagnostics import CompileError
 from ..spatial_ir import (INT32_MAX, INT32_MIN, IBin, IBool, ICmp, IConst, IfTile, INot, IVar, Copy, Elementwise,
-                          Fill, Fmac, Loop, Mask, MatMac, Recv, Scale, Send, SpatialKernel, Unary, View,
+                          Fill, Fmac, Loop, Mask, MatMac, Recv, Scale, Send, SpatialKernel, Unary, View, Wait,
                           format_iexpr, interval_of)
 
 BINARY = {"add": isa.VADD, "sub": isa.VSUB, "mul": isa.VMUL, "div": isa.VDIV, "max": isa.VMAX, "min": isa.VMIN}
@@ -201,14 +201,17 @@ class _Emitter:
             self.with_descs(isa.VFMAC, [op.dst, op.a, op.b])
         elif isinstance(op, MatMac):
             self.with_descs(isa.MMAC, [op.c, op.a, op.b])
-        elif isinstance(op, Send):
-            d, reg, owned = self.desc(op.src)
-            self.emit(isa.SEND, self.k.streams.index(op.stream), d)
+        elif isinstance(op, (Send, Recv)):
+            # the descriptor's base is fixed when the stream starts, so its register is free after
+            d, reg, owned = self.desc(op.src if isinstance(op, Send) else op.dst)
+            color = self.k.streams.index(op.stream)
+            if op.slot is None:
+                self.emit(isa.SEND if isinstance(op, Send) else isa.RECV, color, d)
+            else:
+                self.emit(isa.SENDX if isinstance(op, Send) else isa.RECVX, color, d, op.slot)
             self.release(reg, owned)
-        elif isinstance(op, Recv):
-            d, reg, owned = self.desc(op.dst)
-            self.emit(isa.RECV, self.k.streams.index(op.stream), d)
-            self.release(reg, owned)
+        elif isinstance(op, Wait):
+            self.emit(isa.WAIT, op.slot)
         elif isinstance(op, Loop):
             self.loop(op)
         elif isinstance(op, IfTile):

@@ -6,25 +6,37 @@ are ordered: every tile of a row (column) runs them in the same program order,
 each tile finishes receiving one before it sends the next, and multicast moves
 in lockstep, so messages never overtake each other on a link.
 
-  broadcast_row(src, from=r)  tile x == r sends on 'row_bcast' (multicast both
-                              ways along the row) and copies locally; the rest receive.
-  shift(src, east)            each tile sends to x+1 and receives from x-1 on 'east';
-                              even tiles send first, odd tiles receive first.
+Sends run asynchronously on stream slot 0 (Send(slot=0) ... Wait(0)), so a
+tile sends, receives and computes in the same cycles, as the hardware does:
+
+  broadcast_row(src, from=r)  tile x == r starts sending on 'row_bcast' (multicast
+                              both ways along the row, cut-through) and copies
+                              locally meanwhile; the rest receive.
+  shift(src, east)            each tile starts sending to x+1 on 'east', receives
+                              from x-1, then waits for its send: about L cycles.
   rotate(src, east)           as shift, on 'east_ring', whose routes carry the
                               last tile's message back west to tile 0.
-  reduce_row(src, op)         a chain along 'east' in ascending x:
-                              acc(x) = acc(x-1) op src(x), then the last tile
-                              broadcasts the result on 'row_bcast'.
+  reduce_row(src, op)         a chain along 'east' in ascending x,
+                              acc(x) = acc(x-1) op src(x), in chunks of about
+                              REDUCE_CHUNK elements: a tile passes chunk j on
+                              while it works on chunk j + 1, so the chain is
+                              pipelined. The last tile broadcasts each result
+                              chunk on 'row_bcast' as soon as it has it. Each element is still summed in
+                              ascending tile order; the other tiles receive
+                              the result while the chain still runs.
 Columns work the same way with y, 'col_bcast', 'south' and 'south_ring'.
 """
 from __future__ import annotations
 
+from ..composition import slice_dim
 from ..spatial_ir import (Broadcast, Buffer, Copy, Elementwise, ICmp, IConst, IfTile, IVar, IBin, Loop,
-                          Recv, Reduce, Send, Shift, SpatialKernel)
+                          Recv, Reduce, Send, Shift, SpatialKernel, Wait)
 
 AXIS = {"row": ("tx", "width"), "col": ("ty", "height")}
 FORWARD = {"row": "east", "col": "south"}
 AXIS_OF_DIRECTION = {"east": "row", "west": "row", "south": "col", "north": "col"}
+SEND_SLOT, RECV_SLOT, RESULT_SLOT = 0, 1, 2
+REDUCE_CHUNK = 64  # elements per pipelined step of a reduce chain
 
 
 def lower_collectives(k: SpatialKernel) -> SpatialKernel:
@@ -71,7 +83,8 @@ def _broadcast(op: Broadcast, k):
     if _size(k, op.axis) == 1:
         return _copy_unless_same(op.dst, op.src, op.span)
     stream = f"{op.axis}_bcast"
-    root = [Send(stream, op.src, span=op.span)] + _copy_unless_same(op.dst, op.src, op.span)
+    root = ([Send(stream, op.src, slot=SEND_SLOT, span=op.span)] + _copy_unless_same(op.dst, op.src, op.span)
+            + [Wait(SEND_SLOT, [op.src], span=op.span)])
     return [IfTile(ICmp("==", _coord(op.axis), op.root), root, [Recv(stream, op.dst, span=op.span)],
                    span=op.span)]
 
@@ -84,7 +97,8 @@ def _shift(op: Shift, k, temps):
     if n == 1:
         return _copy_unless_same(op.dst, op.src, op.span) if op.wrap else []
     stream = op.direction + ("_ring" if op.wrap else "")
-    send = Send(stream, op.src, span=op.span)
+    send = Send(stream, op.src, slot=SEND_SLOT, span=op.span)
+    wait = Wait(SEND_SLOT, [op.src], span=op.span)
     # In place (d = rotate(d, ...)): a tile that receives first would overwrite what it has
     # yet to send, so it receives into a temporary and copies afterwards.
     landing, after = op.dst, []
@@ -97,11 +111,24 @@ def _shift(op: Shift, k, temps):
         # the last tile in the direction of travel has nobody to send to, the first nobody to hear from
         last, first = (n - 1, 0) if forward else (0, n - 1)
         send = IfTile(ICmp("!=", c, IConst(last)), [send], [], span=op.span)
+        wait = IfTile(ICmp("!=", c, IConst(last)), [wait], [], span=op.span)
         recv = IfTile(ICmp("!=", c, IConst(first)), [recv], [], span=op.span)
-        # after this tile's own send too: a tile that receives first still has to send its old value
         after = [IfTile(ICmp("!=", c, IConst(first)), after, [], span=op.span)] if after else []
-    even = ICmp("==", IBin("%", c, IConst(2)), IConst(0))
-    return [IfTile(even, [send, recv], [recv, send], span=op.span)] + after
+    # the send streams out while the receive comes in; the copy waits for both
+    return [send, recv, wait] + after
+
+
+def _chunking(view):
+    """(dim, length, count): cut the view's outermost dimension longer than 1
+    into `count` pieces of `length` with about REDUCE_CHUNK elements each."""
+    dims = view.dims
+    dim = next((i for i, (e, _) in enumerate(dims) if e > 1), 0)
+    inner = 1
+    for e, _ in dims[dim + 1:]:
+        inner *= e
+    extent = dims[dim][0]
+    length = max([d for d in range(1, extent + 1) if extent % d == 0 and d * inner <= REDUCE_CHUNK] or [1])
+    return dim, length, extent // length
 
 
 def _reduce(op: Reduce, k, temps):
@@ -114,11 +141,45 @@ def _reduce(op: Reduce, k, temps):
     temps.append(acc)
     accv = acc.full_view()
     s = op.span
-    first = [Send(chain, op.src, span=s)]
-    middle = [Recv(chain, accv, span=s), Elementwise(op.op, accv, accv, op.src, span=s),
-              IfTile(ICmp("!=", c, IConst(n - 1)), [Send(chain, accv, span=s)], [], span=s)]
+    dim, length, count = _chunking(accv)
+    var = f"%chunk{len(temps)}"
+
+    def piece(view):
+        return slice_dim(view, dim, IVar(var), length) if count > 1 else view
+
+    def chunked(body):
+        return [Loop(var, 0, count, body, span=s)] if count > 1 else body
+    src, part = piece(op.src), piece(accv)
     bcast = f"{op.axis}_bcast"
-    back = IfTile(ICmp("==", c, IConst(n - 1)),
-                  [Send(bcast, accv, span=s)] + _copy_unless_same(op.dst, accv, s),
-                  [Recv(bcast, op.dst, span=s)], span=s)
-    return [IfTile(ICmp("==", c, IConst(0)), first, middle, span=s), back]
+    last = ICmp("==", c, IConst(n - 1))
+    # The last tile broadcasts each finished chunk at once; the others take the
+    # whole result on RESULT_SLOT, posted up front unless it would overwrite src.
+    early = op.dst.buffer is not op.src.buffer
+    first = chunked([Send(chain, src, slot=SEND_SLOT, span=s)]) + [Wait(SEND_SLOT, [op.src], span=s)]
+    # the last tile combines straight into dst when that cannot disturb src
+    into_dst = op.dst.same_as(op.src) or op.dst.buffer is not op.src.buffer
+    out = piece(op.dst) if into_dst else part
+    # (chunk by chunk only when the others listen from the start: otherwise they would still be
+    # passing their own chunks on, the last tile could not take them, and the chain would deadlock)
+    tell = [Send(bcast, out, slot=SEND_SLOT, span=s)] if early else []
+    combine = IfTile(last, [Elementwise(op.op, out, part, src, span=s)] + tell,
+                     [Elementwise(op.op, part, part, src, span=s), Send(chain, part, slot=SEND_SLOT, span=s)],
+                     span=s)
+    if count > 1:
+        # chunk j + 1 comes in (slot RECV_SLOT) while chunk j is combined and passed on
+        following = slice_dim(accv, dim, IBin("+", IVar(var), IConst(1)), length)
+        prefetch = IfTile(ICmp("<", IVar(var), IConst(count - 1)),
+                          [Recv(chain, following, slot=RECV_SLOT, span=s)], [], span=s)
+        middle = [Recv(chain, slice_dim(accv, dim, IConst(0), length), slot=RECV_SLOT, span=s),
+                  Loop(var, 0, count, [Wait(RECV_SLOT, [accv], span=s), prefetch, combine], span=s)]
+    else:
+        middle = [Recv(chain, part, span=s), combine]
+    middle += [Wait(SEND_SLOT, [accv, op.dst], span=s)]
+    result = [Recv(bcast, op.dst, slot=RESULT_SLOT, span=s)]
+    before = [IfTile(last, [], result, span=s)] if early else []
+    take = [Wait(RESULT_SLOT, [op.dst], span=s)] if early else [Recv(bcast, op.dst, span=s)]
+    result_view = op.dst if into_dst else accv
+    told = [] if early else [Send(bcast, result_view, span=s)]
+    back = IfTile(last, told + ([] if into_dst else _copy_unless_same(op.dst, accv, s)), take, span=s)
+    return before + [IfTile(ICmp("==", c, IConst(0)), first, middle, span=s), back]
+
