@@ -1,6 +1,7 @@
 """The compiler pipeline: source -> AST -> checked spatial IR -> lowered IR -> Program."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from .deep_stack import call_with_deep_stack
 from .diagnostics import CompileError
 from .parser import parse
 from .source_files import SourceFileError, read_source_file
-from .passes import allocate_sram, emit_code, lower_collectives, route_streams
+from .passes import allocate_sram, double_buffer, emit_code, lower_collectives, route_streams
 from .spatial_ir import SpatialKernel, format_ir
 
 
@@ -82,6 +83,18 @@ def _compile(source, path, config, input_shapes, params, entry) -> CompiledKerne
         return _compile_quietly(source, path, config, input_shapes, params, entry)
 
 
+def _lower_and_emit(spatial, config, path):
+    """The passes after checking; raises CompileError when the plan and code overflow SRAM."""
+    spatial = lower_collectives(spatial)
+    spatial = route_streams(spatial, config.colors)
+    spatial = allocate_sram(spatial, config)
+    program = emit_code(spatial, config, {"source": path, "grid": [config.width, config.height]})
+    code_words = -(-program.code_bytes() // config.word_bytes)
+    if program.sram_words + code_words > config.sram_words:
+        allocate_sram(spatial, config, reserved_words=code_words)  # raises, naming the buffer
+    return spatial, program
+
+
 def _compile_quietly(source, path, config, input_shapes, params, entry) -> CompiledKernel:
     own, table = load_kernels(source, path)
     if not own:
@@ -100,17 +113,17 @@ def _compile_quietly(source, path, config, input_shapes, params, entry) -> Compi
     spatial = check_kernel(kernel, config.width, config.height, input_shapes, params, table,
                            max_ops=config.sram_bytes // config.instruction_bytes)
     ir_text = format_ir(spatial)
-    spatial = lower_collectives(spatial)
-    spatial = route_streams(spatial, config.colors)
-    spatial = allocate_sram(spatial, config)
-    meta = {"source": path, "grid": [config.width, config.height]}
-    program = emit_code(spatial, config, meta)
+    buffered = double_buffer(copy.deepcopy(spatial))
+    try:  # double-buffered panels where they fit the SRAM, the plain loops where not
+        spatial, program = _lower_and_emit(buffered if len(buffered.buffers) != len(spatial.buffers) else spatial,
+                                           config, path)
+    except CompileError:
+        if len(buffered.buffers) == len(spatial.buffers):
+            raise
+        spatial, program = _lower_and_emit(spatial, config, path)
     # the statement behind each instruction names its phase in --stats and traces
     source_lines = source.splitlines()
     program.meta["statements"] = {str(n): source_lines[n - 1].strip()[:80]
                                   for n in sorted(set(program.meta["source_lines"])) if 0 < n <= len(source_lines)}
-    code_words = -(-program.code_bytes() // config.word_bytes)
-    if program.sram_words + code_words > config.sram_words:
-        allocate_sram(spatial, config, reserved_words=code_words)  # raises, naming the buffer
     program.verify()
     return CompiledKernel(program, ir_text, format_ir(spatial), spatial)

@@ -279,6 +279,23 @@ class Broadcast(Op):             # the tile at `root` along the row/column sends
 
 
 @dataclass
+class BroadcastStart(Op):        # a Broadcast's transfer begins on a stream slot; the core goes on
+    axis: str
+    dst: View
+    src: View
+    root: IExpr
+    slot: int
+
+
+@dataclass
+class BroadcastFinish(Op):       # ... and is complete once this tile's part in it is done
+    axis: str
+    dst: View
+    src: View
+    slot: int
+
+
+@dataclass
 class Shift(Op):                 # every tile sends src one tile towards `direction`
     direction: str               # east | west | south | north
     dst: View
@@ -394,6 +411,11 @@ def _format_ops(ops, lines, depth):
         elif isinstance(op, Broadcast):
             lines.append(f"{pad}{format_view(op.dst)} = broadcast_{op.axis} {format_view(op.src)} "
                          f"from {format_iexpr(op.root)}")
+        elif isinstance(op, BroadcastStart):
+            lines.append(f"{pad}{format_view(op.dst)} = broadcast_{op.axis} {format_view(op.src)} "
+                         f"from {format_iexpr(op.root)}: start on slot{op.slot}")
+        elif isinstance(op, BroadcastFinish):
+            lines.append(f"{pad}{format_view(op.dst)}: finish broadcast_{op.axis} on slot{op.slot}")
         elif isinstance(op, Shift):
             verb = "rotate" if op.wrap else "shift"
             lines.append(f"{pad}{format_view(op.dst)} = {verb} {format_view(op.src)} {op.direction}")

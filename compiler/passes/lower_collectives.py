@@ -29,7 +29,7 @@ Columns work the same way with y, 'col_bcast', 'south' and 'south_ring'.
 from __future__ import annotations
 
 from ..composition import slice_dim
-from ..spatial_ir import (Broadcast, Buffer, Copy, Elementwise, ICmp, IConst, IfTile, IVar, IBin, Loop,
+from ..spatial_ir import (Broadcast, BroadcastFinish, BroadcastStart, Buffer, Copy, Elementwise, ICmp, IConst, IfTile, IVar, IBin, Loop,
                           Recv, Reduce, Send, Shift, SpatialKernel, Wait)
 
 AXIS = {"row": ("tx", "width"), "col": ("ty", "height")}
@@ -58,6 +58,11 @@ def _lower(ops, k, temps):
             out.append(op)
         elif isinstance(op, Broadcast):
             out.extend(_broadcast(op, k))
+        elif isinstance(op, BroadcastStart):
+            out.extend(_broadcast_start(op, k))
+        elif isinstance(op, BroadcastFinish):
+            if _size(k, op.axis) > 1:
+                out.append(Wait(op.slot, [op.src, op.dst], span=op.span))
         elif isinstance(op, Shift):
             out.extend(_shift(op, k, temps))
         elif isinstance(op, Reduce):
@@ -86,6 +91,16 @@ def _broadcast(op: Broadcast, k):
     root = ([Send(stream, op.src, slot=SEND_SLOT, span=op.span)] + _copy_unless_same(op.dst, op.src, op.span)
             + [Wait(SEND_SLOT, [op.src], span=op.span)])
     return [IfTile(ICmp("==", _coord(op.axis), op.root), root, [Recv(stream, op.dst, span=op.span)],
+                   span=op.span)]
+
+
+def _broadcast_start(op: BroadcastStart, k):
+    """A broadcast whose receive (or, at the root, send) runs on op.slot until its BroadcastFinish."""
+    if _size(k, op.axis) == 1:
+        return _copy_unless_same(op.dst, op.src, op.span)
+    stream = f"{op.axis}_bcast"
+    root = [Send(stream, op.src, slot=op.slot, span=op.span)] + _copy_unless_same(op.dst, op.src, op.span)
+    return [IfTile(ICmp("==", _coord(op.axis), op.root), root, [Recv(stream, op.dst, slot=op.slot, span=op.span)],
                    span=op.span)]
 
 

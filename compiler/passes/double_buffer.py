@@ -1,0 +1,149 @@
+"""Double buffering: a loop's broadcast panels arrive while the previous ones are used.
+
+A loop whose body starts with broadcasts into local buffers and then only
+computes on them (SUMMA: `a = broadcast_row(..); b = broadcast_col(..);
+C += a @ b`) waits for every panel before it can compute. This pass gives
+each such buffer a second half and software-pipelines the loop:
+
+    start panel lo into half 0
+    for p in lo .. hi:
+        finish panel p (half p % 2)
+        if p < hi - 1: start panel p + 1 into half (p + 1) % 2
+        compute on half p % 2
+
+Values are unchanged: the compute reads the same panel it read before, in the
+same order. The driver compiles without this pass when the doubled buffers
+do not fit the SRAM.
+"""
+from __future__ import annotations
+
+from ..spatial_ir import (Broadcast, BroadcastFinish, BroadcastStart, Buffer, IBin, ICmp, IConst, IfTile, INot,
+                          IBool, IVar, Loop, Reduce, Shift, SpatialKernel, View, ibin, walk)
+from .allocate_sram import op_views
+
+PANEL_SLOTS = (2, 3)  # stream slots for the panels in flight (lower_collectives uses 0 and 1 in-line)
+
+
+def double_buffer(k: SpatialKernel) -> SpatialKernel:
+    k.body = _rewrite(k.body, k)
+    return k
+
+
+def _views(op) -> list[View]:
+    if isinstance(op, (Broadcast, Shift, Reduce)):
+        return [op.dst, op.src]
+    return op_views(op)
+
+
+def _writes(op) -> set:
+    """Buffers an op (or any op nested in it) writes."""
+    out = set()
+    for o in walk([op]):
+        if isinstance(o, (Broadcast, Shift, Reduce)):
+            out.add(o.dst.buffer)
+        elif not isinstance(o, (Loop, IfTile)):
+            views = op_views(o)
+            if views:
+                out.add(views[0].buffer)  # the destination is always the first view
+    return out
+
+
+def _rewrite(ops, k):
+    out = []
+    for op in ops:
+        if isinstance(op, Loop):
+            op.body = _rewrite(op.body, k)
+            out.extend(_pipeline(op, k) or [op])
+        elif isinstance(op, IfTile):
+            op.then = _rewrite(op.then, k)
+            op.orelse = _rewrite(op.orelse, k)
+            out.append(op)
+        else:
+            out.append(op)
+    return out
+
+
+def _pipeline(loop: Loop, k):
+    """The pipelined form of loop, or None when it does not have the shape above."""
+    n = 0
+    while n < len(loop.body) and isinstance(loop.body[n], Broadcast):
+        n += 1
+    panels, rest = loop.body[:n], loop.body[n:]
+    if not 1 <= n <= len(PANEL_SLOTS) or loop.hi - loop.lo < 2 or not rest:
+        return None
+    if len({b.axis for b in panels}) != n:
+        return None  # two panels on one stream would serialise anyway
+    targets = [b.dst.buffer for b in panels]
+    for b in panels:
+        if b.dst.buffer.kind not in ("local", "temp") or not b.dst.same_as(b.dst.buffer.full_view()):
+            return None
+    written = set().union(*(_writes(o) for o in rest))
+    if any(isinstance(o, (Broadcast, Shift, Reduce, Loop)) for o in walk(rest)):
+        return None
+    if written & (set(targets) | {b.src.buffer for b in panels}):
+        return None
+    # the panel buffers must not be used anywhere outside this loop
+    inside = {id(o) for o in walk(loop.body)}
+    for o in walk(k.body):
+        if id(o) not in inside and not isinstance(o, (Loop, IfTile)) and \
+                any(v.buffer in targets for v in _views(o)):
+            return None
+
+    var = IVar(loop.var)
+    doubled = {}
+    for b in panels:
+        buf = b.dst.buffer
+        twin = Buffer(f"{buf.name}%2", (2,) + tuple(buf.shape), buf.kind, buf.span)
+        k.buffers.append(twin)
+        doubled[buf] = twin
+    k.buffers = [b for b in k.buffers if b not in doubled]  # only the twins are used now
+
+    def half(view: View, which) -> View:
+        twin = doubled[view.buffer]
+        return View(twin, ibin("+", view.offset, ibin("*", which, IConst(view.buffer.words))), view.dims)
+
+    def start(b: Broadcast, p, which, slot):
+        return BroadcastStart(b.axis, half(b.dst, which), _subst_view(b.src, loop.var, p),
+                              _subst(b.root, loop.var, p), slot, span=b.span)
+
+    current = IBin("%", var, IConst(2))
+    following = IBin("%", IBin("+", var, IConst(1)), IConst(2))
+    prologue = [start(b, IConst(loop.lo), IConst(0), slot) for b, slot in zip(panels, PANEL_SLOTS)]
+    finish = [BroadcastFinish(b.axis, half(b.dst, current), b.src, slot, span=b.span)
+              for b, slot in zip(panels, PANEL_SLOTS)]
+    ahead = IfTile(ICmp("<", var, IConst(loop.hi - 1)),
+                   [start(b, IBin("+", var, IConst(1)), following, slot) for b, slot in zip(panels, PANEL_SLOTS)],
+                   [], span=loop.span)
+    body = [_replace(o, lambda v: half(v, current) if v.buffer in doubled else v) for o in rest]
+    loop.body = finish + [ahead] + body
+    return prologue + [loop]
+
+
+def _subst(e, var: str, value):
+    if isinstance(e, IVar):
+        return value if e.name == var else e
+    if isinstance(e, IBin):
+        return ibin(e.op, _subst(e.lhs, var, value), _subst(e.rhs, var, value))
+    if isinstance(e, ICmp):
+        return ICmp(e.op, _subst(e.lhs, var, value), _subst(e.rhs, var, value))
+    if isinstance(e, IBool):
+        return IBool(e.op, _subst(e.lhs, var, value), _subst(e.rhs, var, value))
+    if isinstance(e, INot):
+        return INot(_subst(e.operand, var, value))
+    return e
+
+
+def _subst_view(v: View, var: str, value) -> View:
+    return View(v.buffer, _subst(v.offset, var, value), v.dims)
+
+
+def _replace(op, fix):
+    """op with every View field passed through fix (ops in rest hold views directly)."""
+    if isinstance(op, IfTile):
+        op.then = [_replace(o, fix) for o in op.then]
+        op.orelse = [_replace(o, fix) for o in op.orelse]
+        return op
+    for name, value in list(vars(op).items()):
+        if isinstance(value, View):
+            setattr(op, name, fix(value))
+    return op
