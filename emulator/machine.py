@@ -189,23 +189,27 @@ class Emulator:
         return int(diff[1][0]), int(diff[0][0])
 
     # ------------------------------------------------------------------ run
-    def run(self) -> RunStats:
+    def run(self, progress=None) -> RunStats:
+        """progress, if given, is called now and then with (rounds so far, the latest
+        tile clock) while the run goes on (a progress bar)."""
         p, s = self.program, self.state
         cfg = p.config
         timing = cfg.timing_vector()
         budget = self.budget.vector(cfg.tiles)
-        progress = np.zeros(3, dtype=np.int64)
+        progress_vector = np.zeros(3, dtype=np.int64)
         err = np.zeros(3, dtype=np.int64)
         t0 = time.perf_counter()
         while True:  # the core pauses now and then, so Ctrl-C (KeyboardInterrupt) gets through
             started = time.perf_counter()
             outcome = scheduler.run_rounds(
                 p.code, p.descs, p.fimm, s.tiles, s.streams, s.queues, s.links, s.recorder, s.routes,
-                cfg.width, cfg.height, timing, self._tasks, err, budget, progress)
+                cfg.width, cfg.height, timing, self._tasks, err, budget, progress_vector)
             if outcome != scheduler.PAUSED:
                 break
             _pace(budget, time.perf_counter() - started, cfg.tiles)
-        rounds = int(progress[P_ROUNDS])
+            if progress is not None:
+                progress(int(progress_vector[P_ROUNDS]), int(s.tiles.clock.max(initial=0)))
+        rounds = int(progress_vector[P_ROUNDS])
         if outcome == scheduler.FAULT:
             self._raise_fault()
         if outcome == scheduler.FABRIC_ERROR:
@@ -215,8 +219,27 @@ class Emulator:
         if outcome == scheduler.ROUND_BUDGET:
             raise BudgetError(self._budget_report(f"the run used its budget of {self.budget.rounds} rounds "
                                                   "(--max-rounds)"))
-        wall = time.perf_counter() - t0
-        return self._stats(rounds, wall)
+        stats = self._stats(rounds, time.perf_counter() - t0)
+        if self.timing == "cycle":
+            self._cycle_level(stats)
+        return stats
+
+    def _cycle_level(self, stats: RunStats) -> None:
+        """--timing cycle: the cycles, busy and link figures of the cycle-level model
+        (cycle_model.py); the fast model's cycles stay in fast_cycles."""
+        from .cycle_model import CycleLevelError, run_cycle_level
+        try:
+            result = run_cycle_level(self.program, max_cycles=self.budget.cycles)
+        except CycleLevelError as exc:
+            raise EmulatorError(f"cycle-level timing: {exc}") from None
+        cfg = self.program.config
+        stats.cycles = int(result.cycles)
+        stats.seconds = cfg.seconds(stats.cycles)
+        stats.per_tile_cycles = result.per_tile_cycles.tolist()
+        stats.per_tile_busy = result.per_tile_busy.tolist()
+        busy = int(result.per_tile_busy.sum())
+        stats.utilization = busy / (stats.cycles * cfg.tiles) if stats.cycles else 0.0
+        stats.wall_seconds += result.wall_seconds
 
     def _stats(self, rounds: int, wall: float) -> RunStats:
         p, s, cfg = self.program, self.state, self.program.config

@@ -71,25 +71,29 @@ def validate_inputs(inputs: dict) -> dict:
 
 def run_kernel(kernel: str, inputs: dict, grid=(4, 4), params: dict | None = None,
                config: MachineConfig | None = None, check: bool = False,
-               budget: RunBudget | None = None) -> RunResult:
+               budget: RunBudget | None = None, timing: str = "fast", trace_tiles=None) -> RunResult:
     """Compile for the inputs' shapes, run on the emulator, optionally check.
-    budget bounds the run (instructions and cycles per tile, rounds); see RunBudget."""
+    budget bounds the run (instructions and cycles per tile, rounds); see RunBudget.
+    timing and trace_tiles: see run_program_checked."""
     inputs = validate_inputs(inputs)
     compiled = compile_kernel(kernel, grid, {k: v.shape for k, v in inputs.items()}, params, config)
-    return run_program_checked(compiled.program, inputs, params or {}, check, budget)
+    return run_program_checked(compiled.program, inputs, params or {}, check, budget, timing, trace_tiles)
 
 
 def run_program_checked(program: Program, inputs: dict, params: dict, check: bool,
-                        budget: RunBudget | None = None) -> RunResult:
+                        budget: RunBudget | None = None, timing: str = "fast", trace_tiles=None,
+                        progress=None) -> RunResult:
+    """timing: 'fast', 'cycle' (the cycle-level model's cycles) or 'off';
+    trace_tiles: tile indices whose timed events go into stats.events."""
     missing = [io.name for io in program.io if io.role == "input" and io.name not in inputs]
     if missing:
         raise UserError(f"missing input '{missing[0]}' (kernel {program.meta.get('kernel')} takes "
                         f"{', '.join(io.name for io in program.io if io.role == 'input')})")
     if check:
         reference_for(program)  # before the run: a kernel --check cannot compare is refused at once
-    emu = Emulator(program, budget)
+    emu = Emulator(program, budget, trace_tiles=trace_tiles, timing=timing)
     emu.load_inputs(inputs)
-    stats = emu.run()
+    stats = emu.run(progress)
     outputs = emu.read_outputs()
     report = None
     if check:

@@ -18,13 +18,17 @@ from tilegrid import kernels
 from tilegrid.emulator.budget import RunBudget
 from tilegrid.emulator.config import MachineConfig, parse_grid
 from tilegrid.emulator.jit_cache import cache_is_cold
+from tilegrid.emulator.machine import TIMING_MODES
 from tilegrid.emulator.program import Program
 
 from . import sweep
 from .api import (check_against_reference, compile_kernel, machine, run_program_checked,
                   validate_inputs)
 from .errors import USER_ERRORS, UserError
+from .heatmap import write_heatmaps
 from .input_files import load_npz, read_headers, write_npz
+from .progress import RunProgress
+from .trace import parse_tile_window, write_chrome_trace
 
 EMIT_CHOICES = ("ir", "lowered", "asm", "routes", "plan")
 
@@ -49,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--colors", type=int, help=f"colors per router (default {MachineConfig.colors})")
         sp.add_argument("--queue-depth", type=int,
                         help=f"wavelets buffered per color at a tile's ramp (default {MachineConfig.queue_depth})")
+        sp.add_argument("--clock-mhz", type=int,
+                        help=f"clock that converts cycles to seconds (default {MachineConfig.clock_mhz})")
+
+    def observe_args(sp):
+        sp.add_argument("--timing", choices=TIMING_MODES, default="fast",
+                        help="fast: the closed-form model (default); cycle: also step every wavelet through "
+                             "every router and report those cycles (slow: small grids); off: for benchmarks")
+        sp.add_argument("--trace", metavar="FILE.json",
+                        help="write a Chrome/Perfetto trace of the run (open it in ui.perfetto.dev)")
+        sp.add_argument("--trace-tiles", metavar="X0:X1,Y0:Y1",
+                        help=f"the tiles to trace (default: all up to {TRACE_ALL_TILES} tiles, else the "
+                             f"top-left {TRACE_WINDOW}x{TRACE_WINDOW})")
+        sp.add_argument("--heatmap", metavar="DIR", help="write per-tile heatmaps (PNG) into DIR")
 
     def budget_args(sp):
         d = RunBudget()
@@ -65,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help=".npz file to write the outputs to")
     run.add_argument("--check", action="store_true",
                      help="compare with the ordered reference (raw bits) and a float64 ground truth")
-    run.add_argument("--stats", help="write run statistics as JSON")
+    run.add_argument("--stats", metavar="FILE.json",
+                     help="write run statistics as JSON and print the time of each statement (kernel call)")
     machine_args(run)
+    observe_args(run)
     budget_args(run)
 
     comp = sub.add_parser("compile", help="compile a kernel and print the lowered program")
@@ -82,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="matmul: SUMMA C = A @ B; block: a pre-LN transformer block "
                            "(S=64, Dm=128, heads=4, Dff=512, causal)")
     demo.add_argument("--size", type=int, default=256, help="matmul: M = K = N (default 256)")
+    demo.add_argument("--stats", metavar="FILE.json",
+                      help="write run statistics as JSON and print the time of each statement (kernel call)")
     machine_args(demo, grid_default="8x8")
+    observe_args(demo)
     budget_args(demo)
 
     sub.add_parser("kernels", help="list the bundled kernels")
@@ -136,7 +158,9 @@ def _one_message(err) -> str:
     return text if ": error:" in text.split("\n")[0] else f"tilegrid: error: {text}"
 
 
-MACHINE_FLAGS = {"sram_bytes": "--sram-bytes", "colors": "--colors", "queue_depth": "--queue-depth"}
+MACHINE_FLAGS = {"sram_bytes": "--sram-bytes", "colors": "--colors", "queue_depth": "--queue-depth",
+                 "clock_mhz": "--clock-mhz"}
+TRACE_ALL_TILES, TRACE_WINDOW = 256, 16
 
 
 def _config(args) -> MachineConfig:
@@ -205,15 +229,11 @@ def cmd_run(args) -> int:
                                  params, cfg).program
     limit, room = _fabric_bytes(program.config)
     inputs = validate_inputs(load_npz(args.inputs, limit, f"{room} {limit} bytes of SRAM in all:"))
-    result = run_program_checked(program, inputs, params, check=args.check, budget=budget)
+    result = _observed_run(args, program, inputs, params, args.check, budget)
     if args.output:
         write_npz(args.output, result.outputs)
-    if args.stats:
-        try:
-            Path(args.stats).write_text(json.dumps(result.stats.to_dict(), indent=2) + "\n")
-        except OSError as exc:
-            raise UserError(f"cannot write '{args.stats}': {exc.strerror or exc}") from None
     print(summary_line(program, result.stats))
+    _report(args, program, result.stats)
     if result.check is not None:
         print(result.check.summary())
         return 0 if result.check.ok else 1
@@ -267,10 +287,11 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     compiled = compile_kernel(name, (cfg.width, cfg.height), {k: v.shape for k, v in inputs.items()}, params, cfg)
     t1 = time.perf_counter()
-    result = run_program_checked(compiled.program, inputs, params, check=False, budget=_budget(args))
+    result = _observed_run(args, compiled.program, inputs, params, False, _budget(args))
     t2 = time.perf_counter()
     report = check_against_reference(compiled.program, inputs, result.outputs, params)
     print(summary_line(compiled.program, result.stats))
+    _report(args, compiled.program, result.stats)
     print(report.summary())
     print(f"compile {t1 - t0:.2f} s, emulate {t2 - t1:.2f} s")
     return 0 if report.ok else 1
@@ -292,10 +313,91 @@ def cmd_kernels(args) -> int:
 def summary_line(program: Program, stats) -> str:
     cfg = program.config
     kib = stats.sram_peak_bytes / 1024
-    return (f"{program.meta.get('kernel', 'program')} on {cfg.width}x{cfg.height} tiles: {stats.cycles} cycles, "
+    model = "" if stats.timing != "cycle" else f" (cycle-level; the fast model says {stats.fast_cycles})"
+    return (f"{program.meta.get('kernel', 'program')} on {cfg.width}x{cfg.height} tiles: {stats.cycles} cycles"
+            f"{model} = {_seconds(stats.seconds)} at {stats.clock_mhz} MHz, "
             f"{stats.instructions} instructions, {stats.wavelets} wavelets ({stats.wavelet_hops} hops), "
             f"SRAM {kib:.1f} of {cfg.sram_bytes / 1024:.0f} KiB per tile, utilization {stats.utilization:.0%}, "
-            f"colors {stats.colors_used}")
+            f"waiting on the fabric {stats.blocked_fraction:.0%}, colors {stats.colors_used}")
+
+
+def _seconds(s: float) -> str:
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s * 1e9:.3g} ns"
+
+
+def _trace_tiles(args, cfg) -> list[int] | None:
+    if not args.trace:
+        if args.trace_tiles:
+            raise UserError("--trace-tiles needs --trace FILE")
+        return None
+    if args.trace_tiles:
+        try:
+            return parse_tile_window(args.trace_tiles, cfg.width, cfg.height)
+        except ValueError as exc:
+            raise UserError(f"--trace-tiles: {exc}") from None
+    if cfg.tiles <= TRACE_ALL_TILES:
+        return list(range(cfg.tiles))
+    w, h = min(TRACE_WINDOW, cfg.width), min(TRACE_WINDOW, cfg.height)
+    print(f"tilegrid: tracing the top-left {w}x{h} tiles of {cfg.width}x{cfg.height} (--trace-tiles picks others)",
+          file=sys.stderr)
+    return [y * cfg.width + x for y in range(h) for x in range(w)]
+
+
+def _observed_run(args, program: Program, inputs: dict, params: dict, check: bool, budget):
+    """A run with the timing mode, trace window and progress bar the flags ask for."""
+    for path in (args.trace, args.stats):
+        if path and Path(path).is_dir():
+            raise UserError(f"cannot write '{path}': it is a directory")
+    tiles = _trace_tiles(args, program.config)
+    with RunProgress(f"{program.meta.get('kernel', 'program')}") as bar:
+        return run_program_checked(program, inputs, params, check=check, budget=budget, timing=args.timing,
+                                   trace_tiles=tiles, progress=bar)
+
+
+def _report(args, program: Program, stats) -> None:
+    """--stats (JSON and the per-statement table), --trace and --heatmap."""
+    cfg = program.config
+    if args.stats:
+        try:
+            Path(args.stats).write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot write '{args.stats}': {exc.strerror or exc}") from None
+        print(phase_table(stats))
+    if args.trace:
+        try:
+            summary = write_chrome_trace(args.trace, stats.events, cfg.width, cfg.height, cfg.clock_mhz,
+                                         phases=stats.phases, link_wavelets=stats.link_wavelets,
+                                         tiles=_trace_tiles(args, cfg), per_tile_cycles=stats.per_tile_cycles,
+                                         events_dropped=stats.events_dropped)
+        except OSError as exc:
+            raise UserError(f"cannot write '{args.trace}': {exc.strerror or exc}") from None
+        dropped = f", {summary.dropped} events dropped to stay under the size cap" if summary.dropped else ""
+        print(f"trace: {args.trace} ({summary.records_written} events, {summary.bytes / 1e6:.1f} MB{dropped}); "
+              "open it in ui.perfetto.dev")
+    if args.heatmap:
+        try:
+            paths = write_heatmaps(args.heatmap, stats, cfg.width, cfg.height)
+        except OSError as exc:
+            raise UserError(f"cannot write heatmaps to '{args.heatmap}': {exc.strerror or exc}") from None
+        print(f"heatmaps: {', '.join(str(p) for p in paths)}")
+
+
+def phase_table(stats) -> str:
+    """Per source statement (for a composed program: per kernel call): when it ran
+    and where the tiles' time went, summed over tiles."""
+    rows = [("statement", "first", "last", "compute", "fabric wait", "scalar", "instr")]
+    for ph in stats.phases:
+        name = ph["name"] if len(ph["name"]) <= 58 else ph["name"][:55] + "..."
+        rows.append((name, f"{ph['first_cycle']:,}", f"{ph['last_cycle']:,}", f"{ph['compute']:,}",
+                     f"{ph['blocked']:,}", f"{ph['scalar']:,}", f"{ph['instructions']:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["time per statement (cycles; compute, fabric wait and scalar are summed over tiles):"]
+    for r in rows:
+        lines.append("  " + r[0].ljust(widths[0]) + "".join("  " + c.rjust(w) for c, w in zip(r[1:], widths[1:])))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
