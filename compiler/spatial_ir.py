@@ -304,6 +304,28 @@ class Shift(Op):                 # every tile sends src one tile towards `direct
 
 
 @dataclass
+class ShiftStart(Op):            # a Shift's send and receive (into landing) begin on stream slots
+    direction: str
+    dst: View
+    src: View
+    wrap: bool
+    landing: View                # where the neighbour's block arrives (dst, or a temporary)
+    send_slot: int
+    recv_slot: int
+
+
+@dataclass
+class ShiftFinish(Op):           # ... and end: both streams done, the landing copied into dst
+    direction: str
+    dst: View
+    src: View
+    wrap: bool
+    landing: View
+    send_slot: int
+    recv_slot: int
+
+
+@dataclass
 class Reduce(Op):                # all-reduce along a row/column, in ascending tile order
     axis: str
     op: str                      # add | max
@@ -419,6 +441,11 @@ def _format_ops(ops, lines, depth):
         elif isinstance(op, Shift):
             verb = "rotate" if op.wrap else "shift"
             lines.append(f"{pad}{format_view(op.dst)} = {verb} {format_view(op.src)} {op.direction}")
+        elif isinstance(op, (ShiftStart, ShiftFinish)):
+            verb = "rotate" if op.wrap else "shift"
+            part = "start" if isinstance(op, ShiftStart) else "finish"
+            lines.append(f"{pad}{format_view(op.dst)} = {verb} {format_view(op.src)} {op.direction}: {part} "
+                         f"via {format_view(op.landing)} on slot{op.send_slot}/slot{op.recv_slot}")
         elif isinstance(op, Reduce):
             lines.append(f"{pad}{format_view(op.dst)} = reduce_{op.axis} {op.op} {format_view(op.src)}")
         elif isinstance(op, Send):

@@ -157,6 +157,7 @@ class FabricState:
     status = property(lambda self: self.tiles.status)
     pc = property(lambda self: self.tiles.pc)
     regs = property(lambda self: self.tiles.regs)
+    link_wavelets = property(lambda self: self.links.wavelets)
 
     def nbytes(self) -> int:
         records = (self.tiles, self.streams, self.queues, self.links, self.recorder)

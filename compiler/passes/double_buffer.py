@@ -11,17 +11,25 @@ each such buffer a second half and software-pipelines the loop:
         if p < hi - 1: start panel p + 1 into half (p + 1) % 2
         compute on half p % 2
 
-Values are unchanged: the compute reads the same panel it read before, in the
-same order. The driver compiles without this pass when the doubled buffers
+A loop that computes on blocks and then rotates them in place (Cannon:
+`C += a @ b; a = rotate(a, west); b = rotate(b, north)`) starts the rotations
+before the compute instead: the blocks stream out to the neighbours and the
+neighbours' blocks land in temporaries while the compute reads the old ones,
+and the temporaries are copied in after it.
+
+Values are unchanged: the compute reads the same blocks it read before, in
+the same order. The driver compiles without this pass when the extra buffers
 do not fit the SRAM.
 """
 from __future__ import annotations
 
 from ..spatial_ir import (Broadcast, BroadcastFinish, BroadcastStart, Buffer, IBin, ICmp, IConst, IfTile, INot,
-                          IBool, IVar, Loop, Reduce, Shift, SpatialKernel, View, ibin, walk)
+                          IBool, IVar, Loop, Reduce, Shift, ShiftFinish, ShiftStart, SpatialKernel, View, ibin,
+                          walk)
 from .allocate_sram import op_views
 
 PANEL_SLOTS = (2, 3)  # stream slots for the panels in flight (lower_collectives uses 0 and 1 in-line)
+ROTATION_SLOTS = ((0, 1), (2, 3))  # (send, receive) slots of up to two rotations in flight
 
 
 def double_buffer(k: SpatialKernel) -> SpatialKernel:
@@ -53,7 +61,7 @@ def _rewrite(ops, k):
     for op in ops:
         if isinstance(op, Loop):
             op.body = _rewrite(op.body, k)
-            out.extend(_pipeline(op, k) or [op])
+            out.extend(_pipeline(op, k) or [_rotate_ahead(op, k) or op])
         elif isinstance(op, IfTile):
             op.then = _rewrite(op.then, k)
             op.orelse = _rewrite(op.orelse, k)
@@ -117,6 +125,35 @@ def _pipeline(loop: Loop, k):
     body = [_replace(o, lambda v: half(v, current) if v.buffer in doubled else v) for o in rest]
     loop.body = finish + [ahead] + body
     return prologue + [loop]
+
+
+def _rotate_ahead(loop: Loop, k):
+    """loop with its trailing in-place shifts started before the compute, or None."""
+    if len(loop.body) < 2:
+        return None
+    tail, compute = loop.body[-1], loop.body[:-1]
+    cond, shifts = (tail.cond, tail.then) if isinstance(tail, IfTile) and not tail.orelse else (None, [tail])
+    if not 1 <= len(shifts) <= len(ROTATION_SLOTS) or not all(isinstance(o, Shift) for o in shifts):
+        return None
+    moved = [o.dst.buffer for o in shifts]
+    if len(set(moved)) != len(moved) or not all(o.dst.same_as(o.src) for o in shifts):
+        return None
+    if any(isinstance(o, (Broadcast, Shift, Reduce, Loop)) for o in walk(compute)):
+        return None
+    if set().union(*(_writes(o) for o in compute)) & set(moved):
+        return None
+    starts, finishes = [], []
+    for o, (send_slot, recv_slot) in zip(shifts, ROTATION_SLOTS):
+        landing = Buffer(f"%ahead{len(k.buffers)}", tuple(o.src.shape), "temp", o.span)
+        k.buffers.append(landing)
+        args = (o.direction, o.dst, o.src, o.wrap, landing.full_view(), send_slot, recv_slot)
+        starts.append(ShiftStart(*args, span=o.span))
+        finishes.append(ShiftFinish(*args, span=o.span))
+
+    def guarded(ops):
+        return ops if cond is None else [IfTile(cond, ops, [], span=tail.span)]
+    loop.body = guarded(starts) + compute + guarded(finishes)
+    return loop
 
 
 def _subst(e, var: str, value):

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from ..composition import slice_dim
 from ..spatial_ir import (Broadcast, BroadcastFinish, BroadcastStart, Buffer, Copy, Elementwise, ICmp, IConst, IfTile, IVar, IBin, Loop,
-                          Recv, Reduce, Send, Shift, SpatialKernel, Wait)
+                          Recv, Reduce, Send, Shift, ShiftFinish, ShiftStart, SpatialKernel, Wait)
 
 AXIS = {"row": ("tx", "width"), "col": ("ty", "height")}
 FORWARD = {"row": "east", "col": "south"}
@@ -65,6 +65,8 @@ def _lower(ops, k, temps):
                 out.append(Wait(op.slot, [op.src, op.dst], span=op.span))
         elif isinstance(op, Shift):
             out.extend(_shift(op, k, temps))
+        elif isinstance(op, (ShiftStart, ShiftFinish)):
+            out.extend(_shift_part(op, k))
         elif isinstance(op, Reduce):
             out.extend(_reduce(op, k, temps))
         else:
@@ -131,6 +133,28 @@ def _shift(op: Shift, k, temps):
         after = [IfTile(ICmp("!=", c, IConst(first)), after, [], span=op.span)] if after else []
     # the send streams out while the receive comes in; the copy waits for both
     return [send, recv, wait] + after
+
+
+def _shift_part(op, k):
+    """The first (streams start) or second half (streams end, landing copied) of a split shift."""
+    axis = AXIS_OF_DIRECTION[op.direction]
+    n = _size(k, axis)
+    c = _coord(axis)
+    s = op.span
+    if n == 1:
+        return _copy_unless_same(op.dst, op.src, s) if op.wrap and isinstance(op, ShiftFinish) else []
+    stream = op.direction + ("_ring" if op.wrap else "")
+    if isinstance(op, ShiftStart):
+        send = [Send(stream, op.src, slot=op.send_slot, span=s)]
+        recv = [Recv(stream, op.landing, slot=op.recv_slot, span=s)]
+    else:
+        send = [Wait(op.send_slot, [op.src], span=s)]
+        recv = [Wait(op.recv_slot, [op.landing], span=s)] + _copy_unless_same(op.dst, op.landing, s)
+    if op.wrap:
+        return send + recv
+    last, first = (n - 1, 0) if op.direction in ("east", "south") else (0, n - 1)
+    return [IfTile(ICmp("!=", c, IConst(last)), send, [], span=s),
+            IfTile(ICmp("!=", c, IConst(first)), recv, [], span=s)]
 
 
 def _chunking(view):
