@@ -81,11 +81,11 @@ class MachineConfig:
     def sram_words(self) -> int:
         return self.sram_bytes // self.word_bytes
 
-    def timing_vector(self) -> np.ndarray:
+    def timing_vector(self, detail: bool = True) -> np.ndarray:
         """The timing parameters, packed for the numba core (T_* indices in timing.py)."""
         return np.array([self.issue_cycles, self.vector_lanes, self.fmac_lanes, self.link_latency,
-                         self.ramp_latency, self.special_cycles, self.router_buffer, self.queue_depth],
-                        dtype=np.int64)
+                         self.ramp_latency, self.special_cycles, self.router_buffer, self.queue_depth,
+                         int(detail)], dtype=np.int64)
 
     def seconds(self, cycles: int) -> float:
         return cycles / (self.clock_mhz * 1e6)

@@ -33,7 +33,7 @@ from .isa import OPPOSITE, PORT_RAMP, STREAM_SLOTS
 from .recorder import record
 from .state import SL_SENDING
 from .stream_slots import complete_stream
-from .timing import backpressure_delay, fabric_capacity, link_offset, stream_latency
+from .timing import T_DETAIL, backpressure_delay, fabric_capacity, link_offset, stream_latency
 from .trace_events import EV_BACKPRESSURE
 from .vector_ops import desc_is_dense, gather, desc_len, scatter
 
@@ -155,7 +155,9 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
     link_tile, link_dir, link_hop = scratch[2], scratch[3], scratch[4]
     moved = 0
     n_tasks = 0
-    _mark_links(streams, links, routes, width, height, descs, True)
+    detail = timing[T_DETAIL] != 0
+    if detail:
+        _mark_links(streams, links, routes, width, height, descs, True)
     full = False
     for t in range(n_tiles):
         if full or err[0]:
@@ -264,7 +266,8 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
             streams.time[t, s] = last + 1
             if done == total:
                 complete_stream(tiles, streams, rec, t, s, last + 1, holder)
-    _mark_links(streams, links, routes, width, height, descs, False)
+    if detail:
+        _mark_links(streams, links, routes, width, height, descs, False)
     return moved, n_tasks, full
 
 

@@ -122,6 +122,8 @@ class Emulator:
         _require_memory(FabricState.estimate_bytes(program, len(traced), per_tile, len(self.phase_names)),
                         program.config)
         self.traced = traced
+        if timing == "off":  # no per-statement accounting (an empty phase map turns it off)
+            phase_of_pc = np.zeros(0, dtype=np.int32)
         self.state = FabricState(program, traced, per_tile, phase_of_pc, len(self.phase_names))
         self._tasks = np.zeros((max(4 * program.config.tiles, 64), 9), dtype=np.int64)
 
@@ -194,7 +196,7 @@ class Emulator:
         tile clock) while the run goes on (a progress bar)."""
         p, s = self.program, self.state
         cfg = p.config
-        timing = cfg.timing_vector()
+        timing = cfg.timing_vector(detail=self.timing != "off")
         budget = self.budget.vector(cfg.tiles)
         progress_vector = np.zeros(3, dtype=np.int64)
         err = np.zeros(3, dtype=np.int64)

@@ -24,7 +24,10 @@ def record(rec, t, kind, start, end, a, b):
 
 @njit(cache=True)
 def account(rec, t, pc, column, cycles, start, end):
-    """Charge cycles to the kernel-call phase of instruction pc on tile t."""
+    """Charge cycles to the kernel-call phase of instruction pc on tile t
+    (a phase_of_pc of length 0 turns this off: --timing off)."""
+    if rec.phase_of_pc.shape[0] == 0:
+        return
     ph = rec.phase_of_pc[pc]
     rec.phase_acc[t, ph, column] += cycles
     if column != PH_BLOCKED:

@@ -140,7 +140,7 @@ class FabricState:
             events=np.zeros((max(len(traced), 1), max(events_per_tile, 1), EVENT_FIELDS), dtype=np.int64),
             n_events=np.zeros(max(len(traced), 1), dtype=np.int64),
             phase_of_pc=(np.zeros(n_code, dtype=np.int32) if phase_of_pc is None
-                         else np.ascontiguousarray(phase_of_pc, dtype=np.int32)),
+                         else np.ascontiguousarray(phase_of_pc, dtype=np.int32)),  # length 0: no accounting
             phase_acc=np.zeros((T, phases, 4), dtype=np.int64),
             phase_span=np.zeros((T, phases, 2), dtype=np.int64))
         self.recorder.phase_span[:, :, 0] = np.iinfo(np.int64).max

@@ -19,6 +19,8 @@ def resume_after(tiles, streams, rec, t, slot, clk, when, pc, peer):
         return clk
     record(rec, t, EV_BLOCKED, clk, when, slot, peer)
     tiles.blocked[t] += when - clk
+    if rec.phase_of_pc.shape[0] == 0:
+        return when
     ph = rec.phase_of_pc[pc]
     rec.phase_acc[t, ph, PH_BLOCKED] += when - clk
     span = rec.phase_span[t, ph]

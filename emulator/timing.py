@@ -22,7 +22,9 @@ The packed parameter vector comes from MachineConfig.timing_vector().
 from numba import njit
 
 (T_ISSUE, T_VECTOR_LANES, T_FMAC_LANES, T_LINK, T_RAMP, T_SPECIAL, T_ROUTER_BUFFER,
- T_QUEUE) = range(8)
+ T_QUEUE, T_DETAIL) = range(9)
+# T_DETAIL 0 (--timing off) skips the per-statement accounting and the link-sharing
+# analysis; clocks still advance, so benchmarks can measure what the detail costs.
 
 
 @njit(cache=True)
