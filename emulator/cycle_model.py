@@ -61,7 +61,7 @@ Per (tile, color): the router buffer, a FIFO ring (tuple ``routers``)
   rb_head    int64 [T, C]     ring position of the oldest wavelet
   rb_count   int64 [T, C]     slots held, wavelets still crossing the link or ramp included
   rb_tile    int64 [T]        wavelets the router holds over all colors (skips idle routers)
-  leaving    int64 [T * C]    tile * C + color of each head that left this cycle (step 4)
+  leaving    int64 [T * C, 2] (tile, color) of each head that left this cycle (step 4)
 Per (tile, color): the input queue at the ramp, a FIFO ring (tuple ``queues``)
   q_ready    int64 [T, C, Q]  cycle the wavelet is in the queue (after the ramp)
   q_head     int64 [T, C]
@@ -76,6 +76,7 @@ The program (tuple ``prog``)
   timing     int64 [8]        MachineConfig.timing_vector() (T_* in timing.py)
 Run control
   stack      int64 [2, 4T+8]  the walk of one route check (tile, input port)
+  finished   int64 [T * S, 2] (tile, slot) of the streams that completed this cycle
   ctl        int64 [N_CTL]    C_NOW, C_STEPPED, C_RUNNING (tiles not halted), C_ACTIVE
                               (streams not complete), C_WORK (since the last pause),
                               C_LEAVING (entries of `leaving`), C_TILE and C_SLOT (what
@@ -216,7 +217,7 @@ def _route_check(routes, nbr, valid, src, color, stack):
                 if top >= stack.shape[1]:
                     return -1
                 stack[0, top] = nbr[t, d]
-                stack[1, top] = (d + 2) % 4  # it enters the neighbour from the opposite side
+                stack[1, top] = d ^ 2  # it enters the neighbour from the opposite side
                 top += 1
     return found
 
@@ -344,6 +345,15 @@ def _advance_core(i, now, prog, core, streams, stack, words, limits, ctl):
 
 
 # ---------------------------------------------------------- routers and links
+# The per-cycle code below never divides: an integer // or % by a variable can raise
+# in numba, and a call into code that can raise makes numba keep the reference counts
+# of every array argument, which costs more than the whole cycle's work.
+@njit(cache=True)
+def _wrap(k, n):
+    """k mod n for 0 <= k < 2n."""
+    return k - n if k >= n else k
+
+
 @njit(cache=True)
 def _push_router(j, color, pend, arrive, routers, B):
     """Append a wavelet to router j's buffer for color (the caller checked for room).
@@ -351,7 +361,7 @@ def _push_router(j, color, pend, arrive, routers, B):
     rb_ready, rb_pend, rb_head, rb_count, rb_tile, leaving = routers
     if pend == 0:
         return
-    k = (rb_head[j, color] + rb_count[j, color]) % B
+    k = _wrap(rb_head[j, color] + rb_count[j, color], B)
     rb_ready[j, color, k] = arrive
     rb_pend[j, color, k] = pend
     rb_count[j, color] += 1
@@ -366,7 +376,8 @@ def _take(i, color, bit, routers, ctl):
     h = rb_head[i, color]
     rb_pend[i, color, h] &= ~bit
     if rb_pend[i, color, h] == 0:
-        leaving[ctl[C_LEAVING]] = i * rb_count.shape[1] + color
+        leaving[ctl[C_LEAVING], 0] = i
+        leaving[ctl[C_LEAVING], 1] = color
         ctl[C_LEAVING] += 1
 
 
@@ -387,7 +398,7 @@ def _ramp_outputs(i, now, routers, queues, Q, ramp, ctl):
     moved = 0
     for color in range(q_count.shape[1]):
         if _wants(i, color, RAMP_BIT, now, routers) and q_count[i, color] < Q:
-            q_ready[i, color, (q_head[i, color] + q_count[i, color]) % Q] = now + ramp
+            q_ready[i, color, _wrap(q_head[i, color] + q_count[i, color], Q)] = now + ramp
             q_count[i, color] += 1
             _take(i, color, RAMP_BIT, routers, ctl)
             moved += 1
@@ -408,10 +419,10 @@ def _link_outputs(i, now, prog, routers, links, B, link, ctl):
         if j < 0:
             continue
         for k in range(n_colors):
-            color = (rr_last[i, d] + 1 + k) % n_colors
+            color = _wrap(rr_last[i, d] + 1 + k, n_colors)
             if not _wants(i, color, 1 << d, now, routers) or rb_count[j, color] >= B:
                 continue
-            port_in = (d + 2) % 4
+            port_in = d ^ 2  # it enters the neighbour from the opposite side: N <-> S, E <-> W
             _push_router(j, color, routes[j, color, port_in] & valid[j], now + link, routers, B)
             _take(i, color, 1 << d, routers, ctl)
             rr_last[i, d] = color
@@ -439,12 +450,11 @@ def _router_phase(now, prog, routers, queues, links, ctl):
 def _end_cycle(routers, ctl):
     """Step 4: heads whose last output took them leave; their slots are free next cycle."""
     rb_ready, rb_pend, rb_head, rb_count, rb_tile, leaving = routers
-    n_colors = rb_count.shape[1]
     B = rb_ready.shape[2]
     for k in range(ctl[C_LEAVING]):
-        i = leaving[k] // n_colors
-        color = leaving[k] % n_colors
-        rb_head[i, color] = (rb_head[i, color] + 1) % B
+        i = leaving[k, 0]
+        color = leaving[k, 1]
+        rb_head[i, color] = _wrap(rb_head[i, color] + 1, B)
         rb_count[i, color] -= 1
         rb_tile[i] -= 1
     ctl[C_LEAVING] = 0
@@ -468,7 +478,7 @@ def _stream_move(i, s, now, prog, streams, routers, queues):
     if q_count[i, color] == 0 or q_ready[i, color, q_head[i, color]] > now:
         return False
     # freed at once: every RAMP output of this cycle has already been served (step 2)
-    q_head[i, color] = (q_head[i, color] + 1) % q_ready.shape[2]
+    q_head[i, color] = _wrap(q_head[i, color] + 1, q_ready.shape[2])
     q_count[i, color] -= 1
     return True
 
@@ -492,10 +502,12 @@ def _finish_stream(i, s, now, prog, core, streams, stack, words, limits, ctl):
 
 
 @njit(cache=True)
-def _stream_phase(now, prog, core, streams, routers, queues, stack, words, limits, ctl):
-    """Step 3. Returns (wavelets moved, DONE or the FAULT / BUDGET of a core it resumed)."""
+def _stream_phase(now, prog, streams, routers, queues, finished):
+    """Step 3. Returns (wavelets moved, streams completed); the completed ones are listed
+    in finished as (tile, slot) for the caller, whose cores they may resume."""
     st_left, st_next = streams[2], streams[3]
     moved = 0
+    n_finished = 0
     for i in range(st_left.shape[0]):
         for s in range(st_left.shape[1]):
             if st_left[i, s] == 0 or st_next[i, s] > now:
@@ -506,10 +518,10 @@ def _stream_phase(now, prog, core, streams, routers, queues, stack, words, limit
             st_left[i, s] -= 1
             st_next[i, s] = now + 1
             if st_left[i, s] == 0:
-                outcome = _finish_stream(i, s, now, prog, core, streams, stack, words, limits, ctl)
-                if outcome != DONE:
-                    return moved, outcome
-    return moved, DONE
+                finished[n_finished, 0] = i
+                finished[n_finished, 1] = s
+                n_finished += 1
+    return moved, n_finished
 
 
 @njit(cache=True)
@@ -559,23 +571,13 @@ def _stuck_tile(core, streams):
 
 
 @njit(cache=True)
-def _issue_phase(now, prog, core, streams, stack, words, limits, ctl):
-    """Step 1: the cores whose next instruction issues now. Returns (cores run, outcome)."""
-    status, ready = core[2], core[3]
-    issued = 0
-    for i in range(status.shape[0]):
-        if status[i] == RUN and ready[i] == now:
-            outcome = _advance_core(i, now, prog, core, streams, stack, words, limits, ctl)
-            if outcome != DONE:
-                return issued, outcome
-            issued += 1
-    return issued, DONE
-
-
-@njit(cache=True)
-def simulate(prog, core, streams, routers, queues, links, stack, words, limits, ctl):
+def simulate(prog, core, streams, routers, queues, links, stack, finished, words, limits, ctl):
     """Step the machine from ctl[C_NOW] until every tile has halted with its streams
-    complete (DONE), or DEADLOCK, FAULT, BUDGET, or a pause (PAUSED, call again)."""
+    complete (DONE), or DEADLOCK, FAULT, BUDGET, or a pause (PAUSED, call again).
+
+    The cores are run from here, not from a per-cycle helper: a helper that calls into
+    the core (which can raise) would pay reference counting on all its arrays every cycle."""
+    status, ready = core[2], core[3]
     now = ctl[C_NOW]
     while True:
         if ctl[C_RUNNING] == 0 and ctl[C_ACTIVE] == 0:
@@ -589,15 +591,26 @@ def simulate(prog, core, streams, routers, queues, links, stack, words, limits, 
             ctl[C_WORK] = 0
             outcome = PAUSED
             break
-        issued, outcome = _issue_phase(now, prog, core, streams, stack, words, limits, ctl)  # step 1
+        outcome = DONE
+        changed = 0
+        for i in range(status.shape[0]):  # step 1: the cores whose next instruction issues now
+            if status[i] == RUN and ready[i] == now:
+                outcome = _advance_core(i, now, prog, core, streams, stack, words, limits, ctl)
+                if outcome != DONE:
+                    break
+                changed += 1
         if outcome != DONE:
             break
-        moved = _router_phase(now, prog, routers, queues, links, ctl)  # step 2
-        taken, outcome = _stream_phase(now, prog, core, streams, routers, queues, stack, words,
-                                       limits, ctl)  # step 3
+        changed += _router_phase(now, prog, routers, queues, links, ctl)  # step 2
+        taken, n_finished = _stream_phase(now, prog, streams, routers, queues, finished)  # step 3
+        changed += taken
+        for k in range(n_finished):  # a completed stream may let its core go on
+            outcome = _finish_stream(finished[k, 0], finished[k, 1], now, prog, core, streams, stack, words,
+                                     limits, ctl)
+            if outcome != DONE:
+                break
         if outcome != DONE:
             break
-        changed = issued + moved + taken
         _end_cycle(routers, ctl)  # step 4
         ctl[C_STEPPED] += 1
         ctl[C_WORK] += 1
@@ -664,10 +677,11 @@ class CycleState:
         z = lambda *shape: np.zeros(shape, np.int64)  # noqa: E731
         self.core = (regs, pc, status, z(T), z(T), z(T), z(T), z(T), z(T))
         self.streams = (z(T, S), z(T, S), z(T, S), z(T, S), z(T, S), np.full((T, C), -1, np.int64))
-        self.routers = (z(T, C, B), z(T, C, B), z(T, C), z(T, C), z(T), z(T * C))
+        self.routers = (z(T, C, B), z(T, C, B), z(T, C), z(T, C), z(T), z(T * C, 2))
         self.queues = (z(T, C, Q), z(T, C), z(T, C))
         self.links = (np.full((T, 4), -1, np.int64), z(T, 4))
         self.stack = z(2, 4 * T + 8)
+        self.finished = z(T * S, 2)
         self.ctl = z(N_CTL)
         self.ctl[C_RUNNING] = int(np.sum(status == RUN))
         self.words = max(int(program.sram_words), 1)  # the functional core's SRAM array length
@@ -676,7 +690,7 @@ class CycleState:
         """One call into numba: DONE, PAUSED (call again), DEADLOCK, FAULT or BUDGET."""
         limits = np.array([max_cycles, work_per_call, core_chunk], np.int64)
         return simulate(self.prog, self.core, self.streams, self.routers, self.queues, self.links, self.stack,
-                        self.words, limits, self.ctl)
+                        self.finished, self.words, limits, self.ctl)
 
 
 def run_cycle_level(program, max_cycles: int = 10**10) -> CycleLevelResult:

@@ -107,13 +107,14 @@ def _popcount(v):
 
 
 @njit(cache=True)
-def _mark_links(streams, links, routes, width, height, descs, mark):
+def _mark_links(streams, links, routes, width, height, descs, timing, mark):
     """mark: note on each link which colors' streams would use it in this phase,
-    their latest start, earliest end and the link's reservation before the
-    phase; otherwise clear those notes."""
+    when the last of them arrives (and which colors arrive then), when the
+    first would leave, and the link's reservation before the phase; otherwise
+    clear those notes."""
     n_tiles = width * height
     scratch = links.scratch
-    link_tile, link_dir = scratch[2], scratch[3]
+    link_tile, link_dir, link_hop = scratch[2], scratch[3], scratch[4]
     for t in range(n_tiles):
         for s in range(STREAM_SLOTS):
             if streams.kind[t, s] != SL_SENDING:
@@ -122,20 +123,34 @@ def _mark_links(streams, links, routes, width, height, descs, mark):
             nd, nl = trace_route(routes, width, height, t, color, scratch)
             if nd <= 0:
                 continue
-            q = streams.time[t, s]
-            end = q + desc_len(descs, streams.desc[t, s]) - streams.done[t, s]
+            bit = np.int64(1) << color
+            rest = desc_len(descs, streams.desc[t, s]) - streams.done[t, s]
             for i in range(nl):
                 lt, ld = link_tile[i], link_dir[i]
                 if not mark:
                     links.users[lt, ld] = 0
                     continue
+                arrive = streams.time[t, s] + link_offset(timing, link_hop[i])
                 w = links.window[lt, ld]
                 if links.users[lt, ld] == 0:
-                    w[0], w[1], w[2] = q, end, links.free[lt, ld]
+                    w[0], w[1], w[2], w[3] = arrive, arrive + rest, links.free[lt, ld], bit
                 else:
-                    w[0] = max(w[0], q)
-                    w[1] = min(w[1], end)
-                links.users[lt, ld] |= np.int64(1) << color
+                    if arrive > w[0]:
+                        w[0], w[3] = arrive, bit
+                    elif arrive == w[0]:
+                        w[3] |= bit
+                    w[1] = min(w[1], arrive + rest)
+                links.users[lt, ld] |= bit
+
+
+@njit(cache=True)
+def _crossing(idx, alone_from, alone, shared_from, share):
+    """Cycle at which wavelet idx of a chunk crosses its busiest link: the first
+    `alone` wavelets one per cycle from alone_from, then one every `share`
+    cycles from shared_from (round-robin with the other streams)."""
+    if idx < alone:
+        return alone_from + idx
+    return shared_from + share * (idx - alone)
 
 
 @njit(cache=True)
@@ -157,7 +172,7 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
     n_tasks = 0
     detail = timing[T_DETAIL] != 0
     if detail:
-        _mark_links(streams, links, routes, width, height, descs, True)
+        _mark_links(streams, links, routes, width, height, descs, timing, True)
     full = False
     for t in range(n_tiles):
         if full or err[0]:
@@ -194,16 +209,17 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
                 break
             if amount <= 0:
                 continue
-            # --- timing: when the chunk's first wavelet is injected, and at what rate
+            # --- timing: when the chunk's first wavelet is injected, and how it shares its links
             q = streams.time[t, s]
-            share, offset = 1, 0
+            share = 1
+            busiest = 0
             for i in range(nl):
                 users = links.users[link_tile[i], link_dir[i]]
                 w = links.window[link_tile[i], link_dir[i]]
                 k = _popcount(users)
                 if k > share and w[0] < w[1]:  # streams overlapping in time share it round-robin
                     share = k
-                    offset = _popcount(users & ((np.int64(1) << color) - 1))
+                    busiest = i
             inject = q
             for i in range(nl):
                 lt, ld = link_tile[i], link_dir[i]
@@ -222,12 +238,22 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
                         holder = e
             if holder >= 0 and inject > unheld:
                 record(rec, t, EV_BACKPRESSURE, unheld, inject, s * 256 + color, holder)
-            first = inject + offset                  # the chunk's first wavelet leaves the tile
-            last = first + share * (amount - 1)      # and its last
+            # crossing times at the busiest link: alone until the last sharer arrives, then
+            # round-robin (the one that arrived last goes first; equal arrivals by color)
+            hop_b = link_hop[busiest]
+            arrive = inject + link_offset(timing, hop_b)
+            alone, shared_from = amount, arrive
+            if share > 1:
+                w = links.window[link_tile[busiest], link_dir[busiest]]
+                alone = min(amount, max(w[0] - arrive, 0))
+                rank = 1 if alone > 0 else _popcount(w[3] & ((np.int64(1) << color) - 1))
+                shared_from = max(w[0], arrive) + rank
+            last_cross = _crossing(amount - 1, arrive, alone, shared_from, share)
+            last = last_cross - link_offset(timing, hop_b)   # the chunk's last wavelet leaves the tile
             src_base = streams.base[t, s]
             for i in range(nd):
                 e = dest[i]
-                land = first + stream_latency(timing, dest_hops[i])
+                after = stream_latency(timing, dest_hops[i]) - link_offset(timing, hop_b)  # crossing -> queue
                 direct = 0
                 rs = streams.recv_slot[e, color]
                 if rs >= 0:
@@ -240,7 +266,8 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
                     row[4], row[5], row[6], row[7], row[8] = e, rd, streams.base[e, rs], got, direct
                     n_tasks += 1
                     take = streams.time[e, rs]
-                    take_last = max(take + direct - 1, land + share * (direct - 1))
+                    land_last = _crossing(direct - 1, arrive, alone, shared_from, share) + after
+                    take_last = max(take + direct - 1, land_last)
                     streams.done[e, rs] = got + direct
                     streams.time[e, rs] = take_last + 1
                     if direct == need:
@@ -253,7 +280,7 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
                     row[4], row[5], row[6], row[7], row[8] = e, -1, color, slot, rest
                     n_tasks += 1
                     queues.count[e, color] += rest
-                    queues.ready[e, color] = max(queues.ready[e, color], land + share * (amount - 1))
+                    queues.ready[e, color] = max(queues.ready[e, color], last_cross + after)
                 queues.owner[e, color] = t if done + amount < total else -1
             for i in range(nl):
                 lt, ld = link_tile[i], link_dir[i]
@@ -267,7 +294,7 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
             if done == total:
                 complete_stream(tiles, streams, rec, t, s, last + 1, holder)
     if detail:
-        _mark_links(streams, links, routes, width, height, descs, False)
+        _mark_links(streams, links, routes, width, height, descs, timing, False)
     return moved, n_tasks, full
 
 

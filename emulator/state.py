@@ -41,8 +41,8 @@ Links (`LinkState`), per (tile, direction N/E/S/W): the outgoing link
   wavelets   int64   [T, 4]   wavelets carried (traffic)
   free       int64   [T, 4]   cycle the link is next free (fast timing model)
   users      int64   [T, 4]   fabric-phase scratch: bit set of colors whose streams use the link
-  window     int64   [T, 4, 3] fabric-phase scratch: their latest start and earliest end, and the
-                              link's reservation before the phase
+  window     int64   [T, 4, 4] fabric-phase scratch: their latest arrival at the link, earliest
+                              end, the link's reservation before the phase, the colors arriving last
   scratch    int64   [8, 4T + 8] destinations, links and the walk stack of one route trace
 """
 from __future__ import annotations
@@ -94,7 +94,7 @@ class FabricState:
         per_tile = (4 * S + 4 * cfg.registers + 4 + 1 + 4 + 1 + 6 * 8   # mem, regs, pc, status, fault, counters
                     + K * (1 + 4 + 4 + 4 * 8)                           # stream slots
                     + C * (4 * Q + 4 + 4 + 8 + 4 + 5 + 2)               # queues, owner, routes, slot maps
-                    + 4 * 8 * 6 + 8 * 4 * 8 + 9 * 8 * 4                 # links, route scratch, copy tasks
+                    + 4 * 8 * 7 + 8 * 4 * 8 + 9 * 8 * 4                 # links, route scratch, copy tasks
                     + phases * 6 * 8 + 4)                               # phase accounting, trace row
         return T * per_tile + traced * events_per_tile * EVENT_FIELDS * 8
 
@@ -129,7 +129,7 @@ class FabricState:
                                  head=np.zeros((T, Cq), dtype=np.int32), count=np.zeros((T, Cq), dtype=np.int32),
                                  ready=np.zeros((T, Cq), dtype=np.int64), owner=np.full((T, Cq), -1, dtype=np.int32))
         self.links = LinkState(wavelets=np.zeros((T, 4), dtype=np.int64), free=np.zeros((T, 4), dtype=np.int64),
-                               users=np.zeros((T, 4), dtype=np.int64), window=np.zeros((T, 4, 3), dtype=np.int64),
+                               users=np.zeros((T, 4), dtype=np.int64), window=np.zeros((T, 4, 4), dtype=np.int64),
                                scratch=np.empty((8, 4 * T + 8), dtype=np.int64))
         trace_row = np.full(T, -1, dtype=np.int32)
         traced = [] if trace_tiles is None else list(trace_tiles)
