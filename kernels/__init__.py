@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from . import (attention_ref, gemv_ref, ground_truth, layernorm_ref, matmul_cannon_ref, matmul_ref,
-               mlp_ref, softmax_ref, transformer_block_ref)
+               matmul_systolic_ref, mlp_ref, softmax_ref, transformer_block_ref)
 
 KERNEL_DIR = Path(__file__).parent
 
@@ -80,6 +80,11 @@ BUNDLED = {
                                 lambda rng, s: {"A": _randn(rng, s["M"], s["K"]),
                                                 "B": _randn(rng, s["K"], s["N"])},
                                 {"M": 64, "K": 64, "N": 64}),
+    "matmul_systolic": KernelSpec("matmul_systolic", matmul_systolic_ref.reference,
+                                  ground_truth.matmul_systolic,
+                                  lambda rng, s: {"A": _randn(rng, s["M"], s["K"]),
+                                                  "B": _randn(rng, s["K"], s["N"])},
+                                  {"M": 32, "K": 32, "N": 32}),
     "softmax": KernelSpec("softmax", softmax_ref.reference, ground_truth.softmax,
                           lambda rng, s: {"X": _randn(rng, s["R"], s["C"]) * 4}, {"R": 64, "C": 64}),
     "layernorm": KernelSpec("layernorm", layernorm_ref.reference, ground_truth.layernorm,

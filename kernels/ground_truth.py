@@ -31,6 +31,12 @@ def matmul_cannon(inputs: dict, params: dict) -> tuple[dict, dict]:
     return matmul(inputs, params)
 
 
+def matmul_systolic(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """C = A @ B in float64; each element is one length-K sum of rounded products,
+    so the bound is matmul's gamma(K + 1) (|A| @ |B|)."""
+    return matmul(inputs, params)
+
+
 def softmax(inputs: dict, params: dict) -> tuple[dict, dict]:
     """Relative bound per element: u (2 max|x - m| + C + 10). The shift x - m and
     the exp each add about |x - m| u and 2 u (exp is within 1.03 ulp), the row

@@ -1,0 +1,253 @@
+"""Output-stationary systolic matmul (kernels/matmul_systolic.tg): bit-exact against the
+ordered reference (raw uint32 bits) and within the float64 bound, on square and non-square
+grids, one fold and many, and through the zero-padding for sizes that do not divide."""
+from __future__ import annotations
+
+from math import gcd
+
+import numpy as np
+import pytest
+
+import tilegrid
+from tilegrid import kernels
+from tilegrid.cli import main
+from tilegrid.kernels import ground_truth, matmul_systolic_ref
+from conftest import assert_bits_equal, assert_close_f64, ordered_matmul
+
+SRAM_BYTES = 48 * 1024  # the default tile SRAM, restated
+
+
+def bits(x):
+    return np.ascontiguousarray(x, np.float32).view(np.uint32)
+
+
+def randn(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def check_both_ways(C, A, B):
+    """C against an ordered product written here (raw bits) and against float64 within the bound."""
+    assert C.dtype == np.float32 and C.shape == (A.shape[0], B.shape[1])
+    assert np.array_equal(bits(C), bits(ordered_matmul(A, B)))
+    assert_bits_equal(C, kernels.BUNDLED["matmul_systolic"].reference({"A": A, "B": B}, {}, None)["C"])
+    A64, B64 = A.astype(np.float64), B.astype(np.float64)
+    assert_close_f64(C, A64 @ B64, np.abs(A64) @ np.abs(B64), A.shape[1])
+
+
+# (W, H) grid, (M, K, N). The kernel needs M % H, N % W, K % W, K % H == 0.
+# Folds are mb * nb = (M / H) * (N / W); the north edge stages nc = min(nb, 4096 // K)
+# B columns at a time, so a large K makes several blocks.
+CASES = [
+    ((1, 1), (1, 1, 1)),      # one fold, one tile
+    ((1, 1), (5, 7, 3)),      # 15 folds on one tile
+    ((2, 2), (2, 4, 2)),      # one fold
+    ((2, 2), (8, 16, 8)),     # 16 folds
+    ((2, 2), (6, 8, 6)),      # 9 folds
+    ((4, 4), (4, 1024, 16)),  # nb = 4, nc = 4: one block
+    ((4, 4), (4, 2048, 16)),  # nb = 4, nc = 2: two blocks
+    ((4, 4), (4, 1024, 24)),  # nb = 6, nc = 4: the last block starts at 2 and skips 2 columns
+    ((4, 4), (4, 2048, 12)),  # nb = 3, nc = 2: blocks at 0 and 1
+    ((4, 4), (4, 8, 4)),      # one fold
+    ((4, 4), (16, 32, 8)),    # 8 folds
+    ((4, 4), (20, 12, 36)),   # 45 folds
+    ((4, 2), (2, 4, 4)),      # non-square, one fold
+    ((4, 2), (8, 24, 16)),    # non-square, 16 folds
+    ((2, 4), (12, 8, 6)),     # tall, 9 folds
+    ((3, 2), (6, 12, 9)),     # 9 folds, K over lcm(3, 2) = 6
+    ((1, 4), (8, 4, 2)),      # a single column
+    ((4, 1), (3, 8, 8)),      # a single row
+]
+
+
+@pytest.mark.parametrize("grid,shape", CASES, ids=[f"{g[0]}x{g[1]}-{s[0]}x{s[1]}x{s[2]}" for g, s in CASES])
+def test_bit_exact_and_within_bound(grid, shape):
+    M, K, N = shape
+    rng = np.random.default_rng(M * 1000 + K * 10 + N + grid[0] * 7 + grid[1])
+    A, B = randn(rng, M, K), randn(rng, K, N)
+    result = tilegrid.run_kernel("matmul_systolic", {"A": A, "B": B}, grid=grid, check=True)
+    assert result.check.bit_exact, result.check.summary()
+    assert result.check.within_bound, result.check.summary()
+    check_both_ways(result.outputs["C"], A, B)
+    assert result.stats.tiles == grid[0] * grid[1]
+    assert result.stats.sram_peak_bytes <= SRAM_BYTES
+
+
+def test_wide_dynamic_range_is_bit_exact():
+    """Magnitudes over 12 decades make the rounding of every step visible."""
+    rng = np.random.default_rng(5)
+    A = (rng.standard_normal((16, 32)) * 10 ** rng.uniform(-6, 6, (16, 32))).astype(np.float32)
+    B = (rng.standard_normal((32, 12)) * 10 ** rng.uniform(-6, 6, (32, 12))).astype(np.float32)
+    C = tilegrid.run_kernel("matmul_systolic", {"A": A, "B": B}, grid=(4, 2), check=True).outputs["C"]
+    check_both_ways(C, A, B)
+    # the k order matters at these magnitudes: descending k gives other bits somewhere
+    desc = np.zeros_like(C)
+    for k in reversed(range(32)):
+        desc = desc + A[:, k, None] * B[None, k, :]
+    assert not np.array_equal(bits(C), bits(desc))
+
+
+def test_only_the_edges_inject_the_folds():
+    """Every wavelet is accounted for: per fold, the west edge tile of each row sends K (the A
+    row) and the north edge tile of each column sends K (the B column); the rest is the edge
+    staging, each tile passing its k-slices north (B) or west (A) one hop at a time."""
+    for (W, H), (M, K, N) in [((2, 2), (8, 16, 8)), ((4, 2), (8, 8, 16)), ((3, 2), (6, 12, 9)),
+                              ((2, 3), (6, 6, 4)), ((4, 4), (4, 1024, 24))]:
+        A, B = np.ones((M, K), np.float32), np.ones((K, N), np.float32)
+        result = tilegrid.run_kernel("matmul_systolic", {"A": A, "B": B}, grid=(W, H))
+        mb, nb, kw, kh = M // H, N // W, K // W, K // H
+        nc = min(nb, max(1, 4096 // K))
+        blocks = -(-nb // nc)
+        folds = mb * nb
+        assert folds == matmul_systolic_ref.folds(M, N, (W, H))
+        injected = folds * K * (H + W)
+        stage_b = blocks * (H - 1) * ((H - 1) * W) * kh * nc
+        stage_a = blocks * mb * (W - 1) * ((W - 1) * H) * kw
+        assert result.stats.wavelets == injected + stage_b + stage_a, (W, H, M, K, N)
+        assert np.all(result.outputs["C"] == K)
+
+
+# ------------------------------------------------------- sizes that do not divide the grid
+PADDED = [
+    ((16, 16), (100, 64, 72)),   # the brief's example: 7 * 5 = 35 folds
+    ((4, 2), (7, 9, 5)),         # M, K and N all padded (K to lcm(4, 2) = 4)
+    ((3, 2), (5, 7, 4)),         # K to a multiple of 6
+    ((2, 2), (1, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("grid,shape", PADDED, ids=[f"{g[0]}x{g[1]}-{s[0]}x{s[1]}x{s[2]}" for g, s in PADDED])
+def test_padded_sizes_are_bit_exact_with_the_unpadded_product(grid, shape):
+    M, K, N = shape
+    W, H = grid
+    rng = np.random.default_rng(M + K + N)
+    A, B = randn(rng, M, K), randn(rng, K, N)
+    Mp, Kp, Np = matmul_systolic_ref.padded_sizes(M, K, N, grid)
+    assert (Mp % H, Np % W, Kp % W, Kp % H) == (0, 0, 0, 0)
+    assert Mp - M < H and Np - N < W and Kp - K < W * H // gcd(W, H)
+    C, result = matmul_systolic_ref.run_padded(A, B, grid, check=True)
+    assert result.check.ok, result.check.summary()          # the padded run against the padded reference
+    check_both_ways(C, A, B)                                 # the crop against the unpadded product
+    folds = -(-M // H) * -(-N // W)
+    assert matmul_systolic_ref.folds(M, N, grid) == folds == (Mp // H) * (Np // W)
+    assert result.stats.sram_peak_bytes <= SRAM_BYTES
+
+
+def test_padding_keeps_special_values_bit_exact():
+    """K is padded at the front: each element adds +0.0 products to +0.0 first, then the real
+    k in order, so inf, NaN, -0.0 and subnormals come out as in the unpadded product."""
+    rng = np.random.default_rng(9)
+    A, B = randn(rng, 6, 5), randn(rng, 5, 3)
+    A[0, :] = -0.0
+    A[1, 2] = np.inf
+    A[2, 0] = np.nan
+    A[3, :] = np.float32(1e-40)            # subnormal
+    B[:, 1] = -B[:, 1]
+    C, result = matmul_systolic_ref.run_padded(A, B, (4, 4))
+    assert matmul_systolic_ref.pad_inputs(A, B, (4, 4))[0].shape == (8, 8)
+    assert_bits_equal(C, ordered_matmul(A, B))
+    assert np.isnan(C[2]).all() and not np.isnan(C[0]).any()
+
+
+def test_pad_inputs_layout_and_errors():
+    A = np.arange(6, dtype=np.float32).reshape(2, 3)
+    B = np.arange(6, dtype=np.float32).reshape(3, 2)
+    Ap, Bp = matmul_systolic_ref.pad_inputs(A, B, (4, 2))   # W = 4, H = 2: M 2, K 4, N 4
+    assert Ap.shape == (2, 4) and Bp.shape == (4, 4)
+    assert np.array_equal(Ap[:, 1:], A) and not Ap[:, 0].any()   # K padded at the front
+    assert np.array_equal(Bp[1:, :2], B) and not Bp[0].any() and not Bp[:, 2:].any()
+    with pytest.raises(ValueError, match="inner sizes differ"):
+        matmul_systolic_ref.pad_inputs(A, A, (2, 2))
+
+
+def test_non_dividing_shape_is_a_clear_compile_error():
+    A, B = np.ones((100, 64), np.float32), np.ones((64, 72), np.float32)
+    with pytest.raises(tilegrid.CompileError, match="size 100.*divisible by 16"):
+        tilegrid.run_kernel("matmul_systolic", {"A": A, "B": B}, grid=(16, 16))
+
+
+# ------------------------------------------------------------------------ SRAM
+@pytest.mark.parametrize("grid,n", [((16, 16), 256), ((32, 32), 512)])
+def test_large_cases_fit_the_default_sram(grid, n):
+    """Per tile: blocks of A, B, C (mb x K/W, K/H x nb, mb x nb), the staged A row (K) and B
+    columns (K x nc <= 4096 floats), and the slices on their way to the edges (1 x K/W and
+    K/H x nc, plus as much again for the in-place shifts' temporaries): 22 KiB of data at
+    16x16 with 256^3 and at 32x32 with 512^3, where B as block(_, x) alone would take 16 and
+    32 KiB."""
+    compiled = tilegrid.compile_kernel("matmul_systolic", grid, {"A": (n, n), "B": (n, n)})
+    program = compiled.program
+    assert program.config.sram_bytes == SRAM_BYTES
+    mb = nb = n // grid[0]
+    nc = min(nb, max(1, 4096 // n))
+    slices = mb + mb * nc
+    data_words = 3 * mb * mb + n + n * nc + slices
+    assert data_words <= program.sram_words <= data_words + slices
+    assert program.sram_words * 4 <= 22 * 1024 + 512
+    assert program.sram_bytes_used() <= SRAM_BYTES
+
+
+def test_16x16_256_runs_bit_exact():
+    rng = np.random.default_rng(256)
+    A, B = randn(rng, 256, 256), randn(rng, 256, 256)
+    result = tilegrid.run_kernel("matmul_systolic", {"A": A, "B": B}, grid=(16, 16), check=True)
+    assert result.check.ok, result.check.summary()
+    assert np.array_equal(bits(result.outputs["C"]), bits(ordered_matmul(A, B)))
+
+
+# ------------------------------------------------------------------------- CLI
+def cli(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_run_check_stats_output(tmp_path, capsys):
+    """As the README runs a bundled kernel: tilegrid run NAME --grid --inputs --check --stats --output."""
+    import json
+    rng = np.random.default_rng(3)
+    A, B = randn(rng, 8, 16), randn(rng, 16, 12)
+    inputs, out_path, stats_path = tmp_path / "in.npz", tmp_path / "out.npz", tmp_path / "stats.json"
+    np.savez(inputs, A=A, B=B)
+    rc, out, err = cli(capsys, "run", "matmul_systolic", "--grid", "4x2", "--inputs", inputs, "--check",
+                       "--stats", stats_path, "--output", out_path)
+    assert rc == 0, out + err
+    assert f"bit-exact: C matches the ordered reference in all {8 * 12} values" in out
+    assert "float64: C within the f32 error bound" in out
+    assert "MISMATCH" not in out
+    with np.load(out_path) as z:
+        assert z.files == ["C"]
+        assert np.array_equal(bits(z["C"]), bits(ordered_matmul(A, B)))
+    stats = json.loads(stats_path.read_text())
+    assert stats["tiles"] == 8 and stats["cycles"] > 0
+
+
+def test_cli_run_padded_inputs(tmp_path, capsys):
+    """A non-dividing GEMM from the command line: pad with pad_inputs, run, crop."""
+    rng = np.random.default_rng(4)
+    A, B = randn(rng, 10, 7), randn(rng, 7, 5)
+    Ap, Bp = matmul_systolic_ref.pad_inputs(A, B, (4, 4))
+    inputs, out_path = tmp_path / "in.npz", tmp_path / "out.npz"
+    np.savez(inputs, A=Ap, B=Bp)
+    rc, out, err = cli(capsys, "run", "matmul_systolic", "--grid", "4x4", "--inputs", inputs, "--check",
+                       "--output", out_path)
+    assert rc == 0, out + err
+    assert "bit-exact: C matches the ordered reference in all 96 values" in out
+    with np.load(out_path) as z:
+        assert_bits_equal(z["C"][:10, :5], ordered_matmul(A, B))
+
+
+def test_cli_lists_the_kernel(capsys):
+    rc, out, err = cli(capsys, "kernels")
+    assert rc == 0, err
+    line = next(line for line in out.splitlines() if line.split()[0] == "matmul_systolic")
+    assert "systolic" in line.lower() and line.rstrip().endswith("matmul_systolic.tg]")
+
+
+def test_bundled_spec():
+    spec = kernels.BUNDLED["matmul_systolic"]
+    assert spec.ground_truth is ground_truth.matmul_systolic
+    assert spec.interface() == ((("A", ("M", "K")), ("B", ("K", "N"))), (("C", ("M", "N")),))
+    inputs = spec.make_inputs(np.random.default_rng(0), spec.demo_sizes)
+    result = tilegrid.run_kernel("matmul_systolic", inputs, grid=(4, 4), check=True)
+    assert result.check.ok, result.check.summary()
+    truth, bound = spec.ground_truth(inputs, {})
+    assert np.all(np.abs(result.outputs["C"] - truth["C"]) <= bound["C"])
