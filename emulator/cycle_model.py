@@ -9,24 +9,27 @@ and mmac instructions are charged their cost from timing.py, and transfers
 are simulated as streams of wavelets.
 
 Time. ``now`` is the global cycle. A core runs ahead of it through scalar and
-vector instructions (nobody else can see them) and stops at the next fabric
+vector instructions (nothing else can see them) and stops at the next fabric
 instruction (send, recv, sendx, recvx, wait), which issues in its own cycle.
 One stepped cycle runs four phases in this order:
 
 1. issue: every core whose next instruction issues at ``now`` issues it; a
-   stream starts in its issue cycle and may move a wavelet in it;
+   stream starts in its issue cycle and may move a wavelet in it. An
+   instruction whose slot (or whose color, for a second send or receive on
+   it) has a stream still moving stalls until that stream completes, and so
+   does a halt while any of the tile's streams moves;
 2. routers: in ascending tile order, each color's oldest wavelet goes to the
    RAMP output if the queue has room; then each link (N, E, S, W) grants one
    color round-robin, among the colors whose oldest wavelet wants that link
    and has room in the next router;
 3. streams: each send stream injects, each receive stream takes, at most one
-   wavelet each;
+   wavelet each; a core waiting for a stream that completes goes on;
 4. end of cycle: a wavelet whose last output took it leaves its router buffer.
 
 Room is reserved the moment it is taken and freed only by step 4 (router
 slots) or by step 3, after every RAMP output has been served (queue slots),
-so room freed in cycle t is seen from t + 1, and several sources wanting the
-last slot of one buffer in one cycle are served in the order above.
+so room freed in cycle t is seen from t + 1; several sources wanting the last
+slot of one buffer in one cycle are served in the order above.
 
 A stepped cycle in which nothing moved and nothing issued leaves the state as
 it was, so the clock then jumps to the next cycle at which something can
@@ -34,61 +37,66 @@ change (a core's next issue, a wavelet or a stream becoming ready); with no
 such cycle the run is deadlocked. The numba loop returns to Python every so
 often (PAUSED) so that Ctrl-C gets through; pausing changes nothing.
 
-State arrays. T = tiles (index y * width + x), C = colors the program routes
-(at least 1), B = router_buffer, Q = queue_depth, S = STREAM_SLOTS (4 async
-slots and the blocking slot), R = registers. All times are global cycles.
+State. T = tiles (index y * width + x), C = colors the program routes (at
+least 1), B = router_buffer, Q = queue_depth, S = STREAM_SLOTS (four async
+slots and the blocking one), R = registers. All times are global cycles. The
+numba code takes the arrays as named records (namedtuples), as state.py does.
 
-Per tile: the core (tuple ``core``)
+Program (`Prog`)
+  code, descs, routes         as in Program (routes padded to one color when it has none)
+  nbr        int64 [T, 4]     neighbour tile in each direction N, E, S, W; -1 off the grid
+  valid      int64 [T]        output-port bits a route may use here (RAMP and on-grid links)
+  timing     int64 [8]        MachineConfig.timing_vector() (T_* in timing.py)
+Cores (`Core`), per tile
   regs       int32 [T, R]     integer registers; r0 = x, r1 = y at start
-  pc         int64 [T]        next instruction (BLOCKED: the blocking instruction)
-  status     int64 [T]        RUN, BLOCKED (in a send/recv/wait), HALT, FAULT
-  ready      int64 [T]        RUN: cycle pc issues; BLOCKED: cycle the blocking instruction issued
-  wait_slot  int64 [T]        BLOCKED: the slot it waits for
+  pc         int64 [T]        next instruction (BLOCKED, STALLED: the instruction waiting)
+  status     int64 [T]        RUN, BLOCKED (issued a send/recv/wait, waits for its stream),
+                              STALLED (waits for a stream before it can issue), HALTED, FAULTED
+  ready      int64 [T]        RUN: cycle pc issues; BLOCKED: cycle it issued; STALLED: cycle it tried
+  wait_slot  int64 [T]        BLOCKED, STALLED: the slot whose stream it waits for
   cycles     int64 [T]        cycle the tile's halt completed
   busy       int64 [T]        vector / mmac work cycles (cost - issue_cycles)
   icount     int64 [T]        instructions retired
-  fault      int64 [T]        F_* code of a FAULT
-Per (tile, slot): the streams (tuple ``streams``)
-  st_kind    int64 [T, S]     SEND_STREAM or RECV_STREAM (of the last stream the slot ran)
-  st_color   int64 [T, S]
-  st_left    int64 [T, S]     wavelets still to move; 0 = complete (the slot is free)
-  st_next    int64 [T, S]     first cycle the next wavelet may move: s + i, after wavelet i - 1
-  st_done    int64 [T, S]     cycle the stream completed (the cycle after its last move)
-  recv_slot  int64 [T, C]     slot of the color's active receive stream, -1 none
-Per (tile, color): the router buffer, a FIFO ring (tuple ``routers``)
-  rb_ready   int64 [T, C, B]  cycle the wavelet has arrived and may move on
-  rb_pend    int64 [T, C, B]  output ports still to take it (bits N, E, S, W, RAMP)
-  rb_head    int64 [T, C]     ring position of the oldest wavelet
-  rb_count   int64 [T, C]     slots held, wavelets still crossing the link or ramp included
-  rb_tile    int64 [T]        wavelets the router holds over all colors (skips idle routers)
+  fault      int64 [T]        F_* code of a FAULTED tile
+Streams (`Streams`), per (tile, slot) unless stated
+  kind       int64 [T, S]     SEND_STREAM or RECV_STREAM (of the slot's last stream)
+  color      int64 [T, S]
+  left       int64 [T, S]     wavelets still to move; 0: complete (the slot is free)
+  next_move  int64 [T, S]     first cycle the next wavelet may move: s + i, after wavelet i - 1
+  recv_slot  int64 [T, C]     slot receiving on each color, -1 none
+  send_slot  int64 [T, C]     slot sending on each color, -1 none
+Routers (`Routers`), per (tile, color) a FIFO ring of B wavelets unless stated
+  arrive     int64 [T, C, B]  cycle the wavelet is in the router and may move on
+  pend       int64 [T, C, B]  output ports still to take it (bits N, E, S, W, RAMP)
+  head       int64 [T, C]     ring position of the oldest wavelet
+  count      int64 [T, C]     slots held, wavelets still crossing the link or ramp included
+  held       int64 [T]        wavelets the router holds over all colors (skips idle routers)
   leaving    int64 [T * C, 2] (tile, color) of each head that left this cycle (step 4)
-Per (tile, color): the input queue at the ramp, a FIFO ring (tuple ``queues``)
-  q_ready    int64 [T, C, Q]  cycle the wavelet is in the queue (after the ramp)
-  q_head     int64 [T, C]
-  q_count    int64 [T, C]     wavelets queued or on the ramp
-Per (tile, direction N, E, S, W): the outgoing link (tuple ``links``)
-  rr_last       int64 [T, 4]  color the link granted last (round-robin)
-  link_wavelets int64 [T, 4]  wavelets carried
-The program (tuple ``prog``)
-  code, descs, routes         as in Program (routes padded to one color when it has none)
-  nbr        int64 [T, 4]     neighbour tile in each direction, -1 off the grid
-  valid      int64 [T]        output-port bits a route may use here (RAMP and on-grid links)
-  timing     int64 [8]        MachineConfig.timing_vector() (T_* in timing.py)
+Queues (`Queues`), per (tile, color) the input queue at the ramp, a FIFO ring of Q
+  arrive     int64 [T, C, Q]  cycle the wavelet is in the queue (after the ramp)
+  head       int64 [T, C]
+  count      int64 [T, C]     wavelets queued or on the ramp
+Links (`Links`), per (tile, direction N, E, S, W): the outgoing link
+  rr_last    int64 [T, 4]     color granted last (round-robin); -1 before the first grant
+  wavelets   int64 [T, 4]     wavelets carried
 Run control
   stack      int64 [2, 4T+8]  the walk of one route check (tile, input port)
   finished   int64 [T * S, 2] (tile, slot) of the streams that completed this cycle
-  ctl        int64 [N_CTL]    C_NOW, C_STEPPED, C_RUNNING (tiles not halted), C_ACTIVE
-                              (streams not complete), C_WORK (since the last pause),
-                              C_LEAVING (entries of `leaving`), C_TILE and C_SLOT (what
-                              an outcome is about)
+  limits     int64 [3]        L_MAX_CYCLES, L_WORK_PER_CALL, L_CORE_CHUNK
+  ctl        int64 [N_CTL]    C_NOW; C_STEPPED; C_RUNNING (tiles not halted); C_ACTIVE (streams
+                              moving); C_WORK (since the last pause); C_LEAVING (entries of
+                              `leaving`); C_TILE (the tile an outcome is about)
 """
 from __future__ import annotations
 
 import time
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from . import isa
 from .timing import (T_ISSUE, T_LINK, T_QUEUE, T_RAMP, T_ROUTER_BUFFER, mmac_cycles, special_cycles,
@@ -106,30 +114,77 @@ BLOCKING_SLOT = isa.BLOCKING_SLOT
 PORT_RAMP = isa.PORT_RAMP
 RAMP_BIT = 1 << PORT_RAMP
 
-RUN, BLOCKED, HALTED, FAULTED = 0, 1, 2, 3
+Prog = namedtuple("Prog", "code descs routes nbr valid timing")
+Core = namedtuple("Core", "regs pc status ready wait_slot cycles busy icount fault")
+Streams = namedtuple("Streams", "kind color left next_move recv_slot send_slot")
+Routers = namedtuple("Routers", "arrive pend head count held leaving")
+Queues = namedtuple("Queues", "arrive head count")
+Links = namedtuple("Links", "rr_last wavelets")
+
+RUN, BLOCKED, STALLED, HALTED, FAULTED = 0, 1, 2, 3, 4
 SEND_STREAM, RECV_STREAM = 1, 2
 DONE, PAUSED, DEADLOCK, FAULT, BUDGET = 0, 1, 2, 3, 4
-F_PC, F_DIVIDE, F_ADDRESS, F_SLOT_BUSY, F_RECV_TWICE, F_ROUTE_LOOP, F_NO_DESTINATION = 1, 2, 3, 4, 5, 6, 7
+F_PC, F_DIVIDE, F_ADDRESS, F_ROUTE_LOOP, F_NO_DESTINATION = 1, 2, 3, 4, 5
 FAULT_TEXT = {F_PC: "program counter left the code (missing halt?)",
               F_DIVIDE: "integer division by zero",
               F_ADDRESS: "descriptor outside the tile's SRAM plan",
-              F_SLOT_BUSY: "stream started on a slot whose stream is not complete",
-              F_RECV_TWICE: "second receive on a color that already has one",
               F_ROUTE_LOOP: "the send's routes loop",
               F_NO_DESTINATION: "the send's routes reach no receiver"}
-C_NOW, C_STEPPED, C_RUNNING, C_ACTIVE, C_WORK, C_LEAVING, C_TILE, C_SLOT = range(8)
-N_CTL = 8
-L_MAX_CYCLES, L_WORK_PER_CALL, L_CORE_CHUNK = range(3)  # the limits vector
+C_NOW, C_STEPPED, C_RUNNING, C_ACTIVE, C_WORK, C_LEAVING, C_TILE = range(7)
+N_CTL = 7
+L_MAX_CYCLES, L_WORK_PER_CALL, L_CORE_CHUNK = range(3)
 NEVER = np.iinfo(np.int64).max
-WORK_PER_CALL = 1 << 22  # stepped cycles + instructions per call into numba (about 0.1 s)
+WORK_PER_CALL = 1 << 22  # stepped cycles + instructions per call into numba (well under a second)
 CORE_CHUNK = 1 << 20     # instructions a core runs ahead in one go: a long scalar loop still pauses
+
+
+# ------------------------------------------------------------- numba plumbing
+# Two things make a stepped cycle cheap (together about 40x, measured):
+# * simulate() works on borrowed views of the state arrays: the same arrays with no
+#   reference count attached. The caller keeps them alive for the whole call; without
+#   this, numba counts references with atomic operations whenever an array is taken
+#   from a record or handed to a helper, and that was most of the run time;
+# * the per-cycle helpers are inlined by numba (@hot): a call would pass every field
+#   of every array of its records as a separate argument.
+# The per-cycle code also never divides by a variable: in numba that can raise, and
+# code that can raise keeps branches and reference counts the cycle does not need.
+def _borrow(context, builder, typ, value):
+    if isinstance(typ, types.Array):
+        ary = cgutils.create_struct_proxy(typ)(context, builder, value=value)
+        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+        ary.parent = cgutils.get_null_value(ary.parent.type)
+        return ary._getvalue()
+    if isinstance(typ, types.BaseTuple):
+        for k, member in enumerate(typ):
+            item = _borrow(context, builder, member, builder.extract_value(value, k))
+            value = builder.insert_value(value, item, k)
+    return value
+
+
+@intrinsic
+def borrowed(typingctx, value):
+    """The same array, or record of arrays, with no reference count attached."""
+    def codegen(context, builder, sig, args):
+        return _borrow(context, builder, sig.args[0], args[0])
+    return value(value), codegen
+
+
+def hot(fn):
+    """A per-cycle helper: compiled into its callers (see above)."""
+    return njit(cache=True, inline="always")(fn)
+
+
+@hot
+def _wrap(k, n):
+    """k mod n for 0 <= k < 2n."""
+    return k - n if k >= n else k
 
 
 # ------------------------------------------------------------------ the core
 @njit(cache=True)
 def _scalar(op, a, b, c, r):
-    """One scalar or control instruction, exactly as core.py runs it.
-    Returns (next pc offset or target, ok): target -1 means fall through; ok False = division by zero."""
+    """One scalar or control instruction, exactly as core.py runs it. Returns
+    (branch target or -1 to fall through, False on a division by zero)."""
     nxt = -1
     if op == LI:
         r[a] = b
@@ -195,7 +250,7 @@ def _vector_cost(op, a, b, c, descs, r, words, timing):
 
 
 @njit(cache=True)
-def _route_check(routes, nbr, valid, src, color, stack):
+def _route_check(prog, src, color, stack):
     """How many tiles a wavelet src injects on color reaches, or -1 when the routes loop
     (the walk of fabric.trace_route, counting only)."""
     stack[0, 0] = src
@@ -206,9 +261,9 @@ def _route_check(routes, nbr, valid, src, color, stack):
     while top > 0:
         top -= 1
         t = stack[0, top]
-        bits = routes[t, color, stack[1, top]] & valid[t]
+        bits = prog.routes[t, color, stack[1, top]] & prog.valid[t]
         visits += 1
-        if visits > 4 * nbr.shape[0] + 1:
+        if visits > 4 * prog.nbr.shape[0] + 1:
             return -1
         if bits & RAMP_BIT:
             found += 1
@@ -216,69 +271,77 @@ def _route_check(routes, nbr, valid, src, color, stack):
             if bits >> d & 1:
                 if top >= stack.shape[1]:
                     return -1
-                stack[0, top] = nbr[t, d]
-                stack[1, top] = d ^ 2  # it enters the neighbour from the opposite side
+                stack[0, top] = prog.nbr[t, d]
+                stack[1, top] = d ^ 2  # it enters the neighbour from the opposite side: N <-> S, E <-> W
                 top += 1
     return found
 
 
 @njit(cache=True)
+def _moving_slot(i, streams):
+    """A slot of tile i whose stream still moves, or -1."""
+    for s in range(streams.left.shape[1]):
+        if streams.left[i, s] > 0:
+            return s
+    return -1
+
+
+@njit(cache=True)
 def _issue_fabric(i, now, op, a, b, c, prog, core, streams, stack, words, ctl):
-    """Issue send / recv / sendx / recvx / wait at cycle now.
-    Returns (F_* fault code or 0, slot the core now waits for or -1)."""
-    code, descs, routes, nbr, valid, timing = prog
-    r = core[0][i]
-    st_kind, st_color, st_left, st_next, st_done, recv_slot = streams
+    """Issue send / recv / sendx / recvx / wait at cycle now. Returns (F_* code or 0,
+    issued, slot): issued with slot >= 0 means the core now waits for that slot's
+    stream; not issued means a structural hazard: it waits for that slot first."""
+    left = streams.left
     if op == WAIT:
-        return 0, (a if st_left[i, a] > 0 else -1)
-    if not desc_in_bounds(descs, b, desc_base(descs, b, r), words):
-        return F_ADDRESS, -1
+        return 0, True, (a if left[i, a] > 0 else -1)
+    r = core.regs[i]
+    if not desc_in_bounds(prog.descs, b, desc_base(prog.descs, b, r), words):
+        return F_ADDRESS, True, -1
     slot = BLOCKING_SLOT if (op == SEND or op == RECV) else c
-    if st_left[i, slot] > 0:
-        return F_SLOT_BUSY, -1
     receive = op == RECV or op == RECVX
-    if receive and recv_slot[i, a] >= 0:
-        return F_RECV_TWICE, -1
+    on_color = streams.recv_slot[i, a] if receive else streams.send_slot[i, a]
+    if left[i, slot] > 0:
+        return 0, False, slot
+    if on_color >= 0:
+        return 0, False, on_color
     if not receive:
-        found = _route_check(routes, nbr, valid, i, a, stack)
-        if found < 0:
-            return F_ROUTE_LOOP, -1
-        if found == 0:
-            return F_NO_DESTINATION, -1
-    n = desc_len(descs, b)
-    st_kind[i, slot] = RECV_STREAM if receive else SEND_STREAM
-    st_color[i, slot] = a
-    st_left[i, slot] = n
-    st_next[i, slot] = now
-    st_done[i, slot] = now  # an empty stream is complete at once
-    if n > 0:
+        found = _route_check(prog, i, a, stack)
+        if found <= 0:
+            return (F_ROUTE_LOOP if found < 0 else F_NO_DESTINATION), True, -1
+    n = desc_len(prog.descs, b)
+    streams.kind[i, slot] = RECV_STREAM if receive else SEND_STREAM
+    streams.color[i, slot] = a
+    streams.left[i, slot] = n
+    streams.next_move[i, slot] = now
+    if n > 0:  # an empty stream is complete at once
         ctl[C_ACTIVE] += 1
         if receive:
-            recv_slot[i, a] = slot
+            streams.recv_slot[i, a] = slot
+        else:
+            streams.send_slot[i, a] = slot
     blocking = op == SEND or op == RECV
-    return 0, (slot if blocking and n > 0 else -1)
+    return 0, True, (slot if blocking and n > 0 else -1)
 
 
 @njit(cache=True)
 def _advance_core(i, now, prog, core, streams, stack, words, limits, ctl):
     """Run tile i's core from its ready cycle: scalar and vector instructions at once (they
     touch nothing shared), a fabric instruction only when it issues at now. Stops at a
-    fabric instruction issuing later, a block, a halt or a fault, or after
-    limits[L_CORE_CHUNK] instructions. Returns DONE (all well), FAULT or BUDGET; ctl[C_TILE] names the tile."""
-    code, descs, routes, nbr, valid, timing = prog
-    regs, pc, status, ready, wait_slot, cycles, busy, icount, fault = core
-    r = regs[i]
-    p = pc[i]
-    clk = ready[i]
+    fabric instruction issuing later, a block or stall, a halt or a fault, or after
+    limits[L_CORE_CHUNK] instructions. Returns DONE (all well), FAULT or BUDGET;
+    ctl[C_TILE] names the tile."""
+    code, descs, timing = prog.code, prog.descs, prog.timing
+    r = core.regs[i]
+    p = core.pc[i]
+    clk = core.ready[i]
     issue = timing[T_ISSUE]
     work = 0
     retired = 0
     outcome = DONE
+    fault = 0
     while True:
         if p < 0 or p >= code.shape[0]:
-            status[i] = FAULTED
-            fault[i] = F_PC
-            outcome = FAULT
+            fault = F_PC
             break
         if clk > limits[L_MAX_CYCLES]:
             outcome = BUDGET
@@ -292,33 +355,37 @@ def _advance_core(i, now, prog, core, streams, stack, words, limits, ctl):
         if op >= FIRST_FABRIC_OP:
             if clk != now:
                 break  # it issues in its own cycle, against the fabric as it is then
-            failed, waits = _issue_fabric(i, now, op, a, b, c, prog, core, streams, stack, words, ctl)
-            if failed:
-                status[i] = FAULTED
-                fault[i] = failed
-                outcome = FAULT
+            fault, issued, slot = _issue_fabric(i, now, op, a, b, c, prog, core, streams, stack, words, ctl)
+            if fault:
                 break
+            if not issued:
+                core.status[i] = STALLED
+                core.wait_slot[i] = slot
+                break  # tries again when that slot's stream completes
             retired += 1
-            if waits >= 0:
-                status[i] = BLOCKED
-                wait_slot[i] = waits
-                break  # pc stays on the blocking instruction; clk = its issue cycle
+            if slot >= 0:
+                core.status[i] = BLOCKED
+                core.wait_slot[i] = slot
+                break  # pc stays on it; clk = its issue cycle
             clk += issue
             p += 1
             continue
         if op == HALT:
+            slot = _moving_slot(i, streams)
+            if slot >= 0:  # halt waits for the tile's streams; none can start before clk
+                core.status[i] = STALLED
+                core.wait_slot[i] = slot
+                break
             retired += 1
             clk += issue
-            status[i] = HALTED
-            cycles[i] = clk
+            core.status[i] = HALTED
+            core.cycles[i] = clk
             ctl[C_RUNNING] -= 1
             break
         if op < VFILL:
             target, ok = _scalar(op, a, b, c, r)
             if not ok:
-                status[i] = FAULTED
-                fault[i] = F_DIVIDE
-                outcome = FAULT
+                fault = F_DIVIDE
                 break
             retired += 1
             clk += issue
@@ -326,18 +393,20 @@ def _advance_core(i, now, prog, core, streams, stack, words, limits, ctl):
             continue
         cost = _vector_cost(op, a, b, c, descs, r, words, timing)
         if cost < 0:
-            status[i] = FAULTED
-            fault[i] = F_ADDRESS
-            outcome = FAULT
+            fault = F_ADDRESS
             break
         retired += 1
         clk += cost
         work += cost - issue
         p += 1
-    pc[i] = p
-    ready[i] = clk
-    busy[i] += work
-    icount[i] += retired
+    if fault:
+        core.status[i] = FAULTED
+        core.fault[i] = fault
+        outcome = FAULT
+    core.pc[i] = p
+    core.ready[i] = clk
+    core.busy[i] += work
+    core.icount[i] += retired
     ctl[C_WORK] += retired
     if outcome != DONE:
         ctl[C_TILE] = i
@@ -345,179 +414,140 @@ def _advance_core(i, now, prog, core, streams, stack, words, limits, ctl):
 
 
 # ---------------------------------------------------------- routers and links
-# The per-cycle code below never divides: an integer // or % by a variable can raise
-# in numba, and a call into code that can raise makes numba keep the reference counts
-# of every array argument, which costs more than the whole cycle's work.
-@njit(cache=True)
-def _wrap(k, n):
-    """k mod n for 0 <= k < 2n."""
-    return k - n if k >= n else k
-
-
-@njit(cache=True)
-def _push_router(j, color, pend, arrive, routers, B):
+@hot
+def _push_router(j, color, pend, arrive, rt, B):
     """Append a wavelet to router j's buffer for color (the caller checked for room).
     A wavelet whose route lists no output here goes nowhere, as in fabric.trace_route."""
-    rb_ready, rb_pend, rb_head, rb_count, rb_tile, leaving = routers
     if pend == 0:
         return
-    k = _wrap(rb_head[j, color] + rb_count[j, color], B)
-    rb_ready[j, color, k] = arrive
-    rb_pend[j, color, k] = pend
-    rb_count[j, color] += 1
-    rb_tile[j] += 1
+    k = _wrap(rt.head[j, color] + rt.count[j, color], B)
+    rt.arrive[j, color, k] = arrive
+    rt.pend[j, color, k] = pend
+    rt.count[j, color] += 1
+    rt.held[j] += 1
 
 
-@njit(cache=True)
-def _take(i, color, bit, routers, ctl):
+@hot
+def _take(i, color, bit, rt, ctl):
     """Output `bit` has taken router i's oldest wavelet of color; after its last output it
     leaves at the end of the cycle (step 4), so its slot is free from the next cycle."""
-    rb_ready, rb_pend, rb_head, rb_count, rb_tile, leaving = routers
-    h = rb_head[i, color]
-    rb_pend[i, color, h] &= ~bit
-    if rb_pend[i, color, h] == 0:
-        leaving[ctl[C_LEAVING], 0] = i
-        leaving[ctl[C_LEAVING], 1] = color
+    h = rt.head[i, color]
+    rt.pend[i, color, h] &= ~bit
+    if rt.pend[i, color, h] == 0:
+        rt.leaving[ctl[C_LEAVING], 0] = i
+        rt.leaving[ctl[C_LEAVING], 1] = color
         ctl[C_LEAVING] += 1
 
 
-@njit(cache=True)
-def _wants(i, color, bit, now, routers):
+@hot
+def _wants(i, color, bit, now, rt):
     """Router i's oldest wavelet of color has arrived and has output `bit` still to take."""
-    rb_ready, rb_pend, rb_head, rb_count, rb_tile, leaving = routers
-    if rb_count[i, color] == 0:
+    if rt.count[i, color] == 0:
         return False
-    h = rb_head[i, color]
-    return rb_ready[i, color, h] <= now and (rb_pend[i, color, h] & bit) != 0
+    h = rt.head[i, color]
+    return rt.arrive[i, color, h] <= now and (rt.pend[i, color, h] & bit) != 0
 
 
-@njit(cache=True)
-def _ramp_outputs(i, now, routers, queues, Q, ramp, ctl):
+@hot
+def _ramp_outputs(i, now, rt, qu, Q, ramp, ctl):
     """Each color's oldest wavelet into the tile's queue, where the queue has room."""
-    q_ready, q_head, q_count = queues
     moved = 0
-    for color in range(q_count.shape[1]):
-        if _wants(i, color, RAMP_BIT, now, routers) and q_count[i, color] < Q:
-            q_ready[i, color, _wrap(q_head[i, color] + q_count[i, color], Q)] = now + ramp
-            q_count[i, color] += 1
-            _take(i, color, RAMP_BIT, routers, ctl)
+    for color in range(qu.count.shape[1]):
+        if _wants(i, color, RAMP_BIT, now, rt) and qu.count[i, color] < Q:
+            qu.arrive[i, color, _wrap(qu.head[i, color] + qu.count[i, color], Q)] = now + ramp
+            qu.count[i, color] += 1
+            _take(i, color, RAMP_BIT, rt, ctl)
             moved += 1
     return moved
 
 
-@njit(cache=True)
-def _link_outputs(i, now, prog, routers, links, B, link, ctl):
+@hot
+def _link_outputs(i, now, prog, rt, links, B, link, ctl):
     """Each of router i's links carries one wavelet: round-robin over the colors that want
     it and have room in the next router, starting after the color granted last."""
-    code, descs, routes, nbr, valid, timing = prog
-    rb_ready, rb_pend, rb_head, rb_count, rb_tile, leaving = routers
-    rr_last, link_wavelets = links
-    n_colors = rb_count.shape[1]
+    n_colors = rt.count.shape[1]
     moved = 0
     for d in range(4):
-        j = nbr[i, d]
+        j = prog.nbr[i, d]
         if j < 0:
             continue
         for k in range(n_colors):
-            color = _wrap(rr_last[i, d] + 1 + k, n_colors)
-            if not _wants(i, color, 1 << d, now, routers) or rb_count[j, color] >= B:
+            color = _wrap(links.rr_last[i, d] + 1 + k, n_colors)
+            if not _wants(i, color, 1 << d, now, rt) or rt.count[j, color] >= B:
                 continue
-            port_in = d ^ 2  # it enters the neighbour from the opposite side: N <-> S, E <-> W
-            _push_router(j, color, routes[j, color, port_in] & valid[j], now + link, routers, B)
-            _take(i, color, 1 << d, routers, ctl)
-            rr_last[i, d] = color
-            link_wavelets[i, d] += 1
+            pend = prog.routes[j, color, d ^ 2] & prog.valid[j]  # it comes in from the opposite side
+            _push_router(j, color, pend, now + link, rt, B)
+            _take(i, color, 1 << d, rt, ctl)
+            links.rr_last[i, d] = color
+            links.wavelets[i, d] += 1
             moved += 1
             break
     return moved
 
 
-@njit(cache=True)
-def _router_phase(now, prog, routers, queues, links, ctl):
-    code, descs, routes, nbr, valid, timing = prog
-    rb_tile = routers[4]
-    B = timing[T_ROUTER_BUFFER]
+@hot
+def _router_phase(now, prog, rt, qu, links, ctl):
+    """Step 2. Returns the outputs that took a wavelet."""
+    timing = prog.timing
     moved = 0
-    for i in range(rb_tile.shape[0]):
-        if rb_tile[i] == 0:
+    for i in range(rt.held.shape[0]):
+        if rt.held[i] == 0:
             continue
-        moved += _ramp_outputs(i, now, routers, queues, timing[T_QUEUE], timing[T_RAMP], ctl)
-        moved += _link_outputs(i, now, prog, routers, links, B, timing[T_LINK], ctl)
+        moved += _ramp_outputs(i, now, rt, qu, timing[T_QUEUE], timing[T_RAMP], ctl)
+        moved += _link_outputs(i, now, prog, rt, links, timing[T_ROUTER_BUFFER], timing[T_LINK], ctl)
     return moved
 
 
-@njit(cache=True)
-def _end_cycle(routers, ctl):
+@hot
+def _end_cycle(rt, ctl):
     """Step 4: heads whose last output took them leave; their slots are free next cycle."""
-    rb_ready, rb_pend, rb_head, rb_count, rb_tile, leaving = routers
-    B = rb_ready.shape[2]
+    B = rt.arrive.shape[2]
     for k in range(ctl[C_LEAVING]):
-        i = leaving[k, 0]
-        color = leaving[k, 1]
-        rb_head[i, color] = _wrap(rb_head[i, color] + 1, B)
-        rb_count[i, color] -= 1
-        rb_tile[i] -= 1
+        i = rt.leaving[k, 0]
+        color = rt.leaving[k, 1]
+        rt.head[i, color] = _wrap(rt.head[i, color] + 1, B)
+        rt.count[i, color] -= 1
+        rt.held[i] -= 1
     ctl[C_LEAVING] = 0
 
 
 # ------------------------------------------------------------------ streams
-@njit(cache=True)
-def _stream_move(i, s, now, prog, streams, routers, queues):
+@hot
+def _stream_move(i, s, now, prog, st, rt, qu):
     """Move stream (i, s)'s next wavelet if it can: inject it into the router (held from
     now, there ramp_latency later) or take it from the queue (there by now)."""
-    code, descs, routes, nbr, valid, timing = prog
-    st_kind, st_color, st_left, st_next, st_done, recv_slot = streams
-    q_ready, q_head, q_count = queues
-    color = st_color[i, s]
-    if st_kind[i, s] == SEND_STREAM:
-        if routers[3][i, color] >= timing[T_ROUTER_BUFFER]:
+    timing = prog.timing
+    color = st.color[i, s]
+    if st.kind[i, s] == SEND_STREAM:
+        B = timing[T_ROUTER_BUFFER]
+        if rt.count[i, color] >= B:
             return False
-        _push_router(i, color, routes[i, color, PORT_RAMP] & valid[i], now + timing[T_RAMP], routers,
-                     timing[T_ROUTER_BUFFER])
+        _push_router(i, color, prog.routes[i, color, PORT_RAMP] & prog.valid[i], now + timing[T_RAMP], rt, B)
         return True
-    if q_count[i, color] == 0 or q_ready[i, color, q_head[i, color]] > now:
+    if qu.count[i, color] == 0 or qu.arrive[i, color, qu.head[i, color]] > now:
         return False
     # freed at once: every RAMP output of this cycle has already been served (step 2)
-    q_head[i, color] = _wrap(q_head[i, color] + 1, q_ready.shape[2])
-    q_count[i, color] -= 1
+    qu.head[i, color] = _wrap(qu.head[i, color] + 1, qu.arrive.shape[2])
+    qu.count[i, color] -= 1
     return True
 
 
-@njit(cache=True)
-def _finish_stream(i, s, now, prog, core, streams, stack, words, limits, ctl):
-    """Stream (i, s) moved its last wavelet at now: it is complete at now + 1, and a core
-    waiting for it goes on at the later of that and its blocking instruction's issue + issue_cycles."""
-    st_kind, st_color, st_left, st_next, st_done, recv_slot = streams
-    regs, pc, status, ready, wait_slot, cycles, busy, icount, fault = core
-    st_done[i, s] = now + 1
-    ctl[C_ACTIVE] -= 1
-    if st_kind[i, s] == RECV_STREAM:
-        recv_slot[i, st_color[i, s]] = -1
-    if status[i] != BLOCKED or wait_slot[i] != s:
-        return DONE
-    status[i] = RUN
-    ready[i] = max(now + 1, ready[i] + prog[5][T_ISSUE])
-    pc[i] += 1
-    return _advance_core(i, now, prog, core, streams, stack, words, limits, ctl)
-
-
-@njit(cache=True)
-def _stream_phase(now, prog, streams, routers, queues, finished):
+@hot
+def _stream_phase(now, prog, st, rt, qu, finished):
     """Step 3. Returns (wavelets moved, streams completed); the completed ones are listed
-    in finished as (tile, slot) for the caller, whose cores they may resume."""
-    st_left, st_next = streams[2], streams[3]
+    in finished as (tile, slot) for the caller, whose cores they may let go on."""
     moved = 0
     n_finished = 0
-    for i in range(st_left.shape[0]):
-        for s in range(st_left.shape[1]):
-            if st_left[i, s] == 0 or st_next[i, s] > now:
+    for i in range(st.left.shape[0]):
+        for s in range(st.left.shape[1]):
+            if st.left[i, s] == 0 or st.next_move[i, s] > now:
                 continue
-            if not _stream_move(i, s, now, prog, streams, routers, queues):
+            if not _stream_move(i, s, now, prog, st, rt, qu):
                 continue
             moved += 1
-            st_left[i, s] -= 1
-            st_next[i, s] = now + 1
-            if st_left[i, s] == 0:
+            st.left[i, s] -= 1
+            st.next_move[i, s] = now + 1
+            if st.left[i, s] == 0:
                 finished[n_finished, 0] = i
                 finished[n_finished, 1] = s
                 n_finished += 1
@@ -525,31 +555,49 @@ def _stream_phase(now, prog, streams, routers, queues, finished):
 
 
 @njit(cache=True)
-def _next_event(now, core, streams, routers, queues):
+def _finish_stream(i, s, now, prog, core, streams, stack, words, limits, ctl):
+    """Stream (i, s) moved its last wavelet at now, so it is complete at now + 1. A core
+    blocked on it goes on at the later of that and its issue + issue_cycles; a core
+    stalled on it tries its instruction again at the later of that and when it tried."""
+    ctl[C_ACTIVE] -= 1
+    color = streams.color[i, s]
+    if streams.kind[i, s] == RECV_STREAM:
+        streams.recv_slot[i, color] = -1
+    else:
+        streams.send_slot[i, color] = -1
+    if core.wait_slot[i] != s or (core.status[i] != BLOCKED and core.status[i] != STALLED):
+        return DONE
+    if core.status[i] == BLOCKED:
+        core.ready[i] = max(now + 1, core.ready[i] + prog.timing[T_ISSUE])
+        core.pc[i] += 1
+    else:
+        core.ready[i] = max(now + 1, core.ready[i])
+    core.status[i] = RUN
+    return _advance_core(i, now, prog, core, streams, stack, words, limits, ctl)
+
+
+@njit(cache=True)
+def _next_event(now, core, streams, rt, qu):
     """After a cycle in which nothing moved or issued: the first later cycle at which
     something can (a core issues, a wavelet arrives, a stream may move); NEVER if none."""
-    status, ready = core[2], core[3]
-    st_kind, st_color, st_left, st_next = streams[0], streams[1], streams[2], streams[3]
-    rb_ready, rb_head, rb_count, rb_tile = routers[0], routers[2], routers[3], routers[4]
-    q_ready, q_head, q_count = queues
     nxt = NEVER
-    for i in range(status.shape[0]):
-        if status[i] == RUN:
-            nxt = min(nxt, ready[i])
-        if rb_tile[i] > 0:
-            for color in range(rb_count.shape[1]):
-                if rb_count[i, color] > 0:
-                    arrive = rb_ready[i, color, rb_head[i, color]]
+    for i in range(core.status.shape[0]):
+        if core.status[i] == RUN:
+            nxt = min(nxt, core.ready[i])
+        if rt.held[i] > 0:
+            for color in range(rt.count.shape[1]):
+                if rt.count[i, color] > 0:
+                    arrive = rt.arrive[i, color, rt.head[i, color]]
                     if arrive > now:  # a head that has arrived and cannot move waits for a move
                         nxt = min(nxt, arrive)
-        for s in range(st_left.shape[1]):
-            if st_left[i, s] == 0:
+        for s in range(streams.left.shape[1]):
+            if streams.left[i, s] == 0:
                 continue
-            if st_next[i, s] > now:
-                nxt = min(nxt, st_next[i, s])
-            color = st_color[i, s]
-            if st_kind[i, s] == RECV_STREAM and q_count[i, color] > 0:
-                arrive = q_ready[i, color, q_head[i, color]]
+            if streams.next_move[i, s] > now:
+                nxt = min(nxt, streams.next_move[i, s])
+            color = streams.color[i, s]
+            if streams.kind[i, s] == RECV_STREAM and qu.count[i, color] > 0:
+                arrive = qu.arrive[i, color, qu.head[i, color]]
                 if arrive > now:
                     nxt = min(nxt, arrive)
     return nxt
@@ -557,27 +605,31 @@ def _next_event(now, core, streams, routers, queues):
 
 @njit(cache=True)
 def _stuck_tile(core, streams):
-    """A tile to name in a deadlock: the first blocked core, else the first live stream's tile."""
-    status = core[2]
-    st_left = streams[2]
-    for i in range(status.shape[0]):
-        if status[i] == BLOCKED:
+    """A tile to name when the run stops: the first core waiting for a stream, else the
+    first tile with a moving stream, else the first tile still running."""
+    for i in range(core.status.shape[0]):
+        if core.status[i] == BLOCKED or core.status[i] == STALLED:
             return i
-    for i in range(status.shape[0]):
-        for s in range(st_left.shape[1]):
-            if st_left[i, s] > 0:
-                return i
+    for i in range(core.status.shape[0]):
+        if _moving_slot(i, streams) >= 0:
+            return i
+    for i in range(core.status.shape[0]):
+        if core.status[i] == RUN:
+            return i
     return 0
 
 
 @njit(cache=True)
 def simulate(prog, core, streams, routers, queues, links, stack, finished, words, limits, ctl):
-    """Step the machine from ctl[C_NOW] until every tile has halted with its streams
-    complete (DONE), or DEADLOCK, FAULT, BUDGET, or a pause (PAUSED, call again).
+    """Step the machine from ctl[C_NOW] until every tile has halted (DONE), or DEADLOCK,
+    FAULT, BUDGET, or a pause (PAUSED: call again).
 
-    The cores are run from here, not from a per-cycle helper: a helper that calls into
-    the core (which can raise) would pay reference counting on all its arrays every cycle."""
-    status, ready = core[2], core[3]
+    The cores are run from here, not from a per-cycle helper: the core is too large to
+    inline, and a call to it from a helper would be paid by that helper every cycle."""
+    prog, core, streams, routers, queues, links = (borrowed(prog), borrowed(core), borrowed(streams),
+                                                   borrowed(routers), borrowed(queues), borrowed(links))
+    stack, finished, limits, ctl = borrowed(stack), borrowed(finished), borrowed(limits), borrowed(ctl)
+    status, ready = core.status, core.ready
     now = ctl[C_NOW]
     while True:
         if ctl[C_RUNNING] == 0 and ctl[C_ACTIVE] == 0:
@@ -604,7 +656,7 @@ def simulate(prog, core, streams, routers, queues, links, stack, finished, words
         changed += _router_phase(now, prog, routers, queues, links, ctl)  # step 2
         taken, n_finished = _stream_phase(now, prog, streams, routers, queues, finished)  # step 3
         changed += taken
-        for k in range(n_finished):  # a completed stream may let its core go on
+        for k in range(n_finished):
             outcome = _finish_stream(finished[k, 0], finished[k, 1], now, prog, core, streams, stack, words,
                                      limits, ctl)
             if outcome != DONE:
@@ -645,7 +697,7 @@ class CycleLevelError(Exception):
 
 
 class CycleState:
-    """Allocates the state arrays of the module docstring for one program."""
+    """Allocates the state records of the module docstring for one program."""
 
     def __init__(self, program):
         cfg = program.config
@@ -658,13 +710,13 @@ class CycleState:
         x, y = tiles % W, tiles // W
         nbr = np.full((T, 4), -1, np.int64)
         valid = np.full(T, RAMP_BIT, np.int64)
-        for d in range(4):
-            nx, ny = x + (0, 1, 0, -1)[d], y + (-1, 0, 1, 0)[d]
+        for d, (dx, dy) in enumerate(((0, -1), (1, 0), (0, 1), (-1, 0))):  # N, E, S, W
+            nx, ny = x + dx, y + dy
             on = (nx >= 0) & (nx < W) & (ny >= 0) & (ny < H)
             nbr[on, d] = (ny * W + nx)[on]
             valid[on] |= 1 << d
-        self.prog = (np.ascontiguousarray(program.code, np.int32), np.ascontiguousarray(program.descs, np.int32),
-                     routes, nbr, valid, np.asarray(cfg.timing_vector(), np.int64))
+        self.prog = Prog(np.ascontiguousarray(program.code, np.int32), np.ascontiguousarray(program.descs, np.int32),
+                         routes, nbr, valid, np.asarray(cfg.timing_vector(), np.int64))
         regs = np.zeros((T, cfg.registers), np.int32)
         regs[:, isa.REG_TX] = x
         regs[:, isa.REG_TY] = y
@@ -674,12 +726,17 @@ class CycleState:
             sel = (x >= r.x0) & (x < r.x1) & (y >= r.y0) & (y < r.y1)
             pc[sel] = r.start
             status[sel] = RUN
-        z = lambda *shape: np.zeros(shape, np.int64)  # noqa: E731
-        self.core = (regs, pc, status, z(T), z(T), z(T), z(T), z(T), z(T))
-        self.streams = (z(T, S), z(T, S), z(T, S), z(T, S), z(T, S), np.full((T, C), -1, np.int64))
-        self.routers = (z(T, C, B), z(T, C, B), z(T, C), z(T, C), z(T), z(T * C, 2))
-        self.queues = (z(T, C, Q), z(T, C), z(T, C))
-        self.links = (np.full((T, 4), -1, np.int64), z(T, 4))
+
+        def z(*shape, fill=0):
+            return np.full(shape, fill, np.int64)
+        self.core = Core(regs, pc, status, ready=z(T), wait_slot=z(T), cycles=z(T), busy=z(T), icount=z(T),
+                         fault=z(T))
+        self.streams = Streams(kind=z(T, S), color=z(T, S), left=z(T, S), next_move=z(T, S),
+                               recv_slot=z(T, C, fill=-1), send_slot=z(T, C, fill=-1))
+        self.routers = Routers(arrive=z(T, C, B), pend=z(T, C, B), head=z(T, C), count=z(T, C), held=z(T),
+                               leaving=z(T * C, 2))
+        self.queues = Queues(arrive=z(T, C, Q), head=z(T, C), count=z(T, C))
+        self.links = Links(rr_last=z(T, 4, fill=-1), wavelets=z(T, 4))
         self.stack = z(2, 4 * T + 8)
         self.finished = z(T * S, 2)
         self.ctl = z(N_CTL)
@@ -713,10 +770,10 @@ def run_state(program, state: CycleState, max_cycles: int = 10**10, work_per_cal
     wall = time.perf_counter() - t0
     if outcome != DONE:
         raise CycleLevelError(_outcome_message(program, state, outcome, max_cycles))
-    regs, pc, status, ready, wait_slot, cycles, busy, icount, fault = state.core
-    total = int(cycles.max(initial=0))
-    return CycleLevelResult(cycles=total, per_tile_cycles=cycles.copy(), per_tile_busy=busy.copy(),
-                            per_tile_instructions=icount.copy(), link_wavelets=state.links[1].copy(),
+    core = state.core
+    total = int(core.cycles.max(initial=0))
+    return CycleLevelResult(cycles=total, per_tile_cycles=core.cycles.copy(), per_tile_busy=core.busy.copy(),
+                            per_tile_instructions=core.icount.copy(), link_wavelets=state.links.wavelets.copy(),
                             simulated_cycles=max(int(state.ctl[C_NOW]), total),
                             stepped_cycles=int(state.ctl[C_STEPPED]), wall_seconds=wall)
 
@@ -726,21 +783,21 @@ def _outcome_message(program, state, outcome, max_cycles) -> str:
     width = program.config.width
     t = int(state.ctl[C_TILE])
     now = int(state.ctl[C_NOW])
-    pc = int(state.core[1][t])
+    pc = int(state.core.pc[t])
     where = f"tile ({t % width},{t // width})"
     if 0 <= pc < len(program.code):
         where += f" at pc {pc}: {isa.format_instruction(program.code[pc], program.descs, program.fimm).strip()}"
     if outcome == FAULT:
-        return f"cycle-level model: {where} faulted: {FAULT_TEXT.get(int(state.core[8][t]), 'fault')}"
+        return f"cycle-level model: {where} faulted: {FAULT_TEXT.get(int(state.core.fault[t]), 'fault')}"
     if outcome == BUDGET:
         return (f"cycle-level model: the clock passed the budget of {max_cycles} cycles (max_cycles); "
                 f"{where} had not finished")
-    st_kind, st_color, st_left = state.streams[0], state.streams[1], state.streams[2]
-    live = [f"{'send' if st_kind[t, s] == SEND_STREAM else 'recv'} color {int(st_color[t, s])} slot {s}: "
-            f"{int(st_left[t, s])} wavelets left" for s in range(st_left.shape[1]) if st_left[t, s] > 0]
-    blocked = int(np.sum(state.core[2] == BLOCKED))
+    st = state.streams
+    moving = [f"{'send' if st.kind[t, s] == SEND_STREAM else 'recv'} color {int(st.color[t, s])} slot {s}: "
+              f"{int(st.left[t, s])} wavelets left" for s in range(st.left.shape[1]) if st.left[t, s] > 0]
+    waiting = int(np.sum((state.core.status == BLOCKED) | (state.core.status == STALLED)))
     return (f"cycle-level model: deadlock at cycle {now}: {where} cannot go on "
-            f"({'; '.join(live) or 'no stream'}); {blocked} tiles blocked")
+            f"({'; '.join(moving) or 'no stream'}); {waiting} tiles wait for streams")
 
 
 __all__ = ["CycleLevelResult", "CycleLevelError", "CycleState", "run_cycle_level", "run_state", "simulate"]
