@@ -323,6 +323,36 @@ def test_a_one_color_ring_deadlocks_in_its_shared_routers():
     assert res.per_tile_instructions.tolist() == [5, 5, 5]
 
 
+def chain_of_three(onward_color, L=40):
+    """Tile 0 sends L wavelets to tile 1 on color 0; tile 1 first sends its own L on to
+    tile 2 on onward_color, then receives tile 0's."""
+    cfg = MachineConfig(width=3, height=1)
+    routes = np.zeros((3, 2, 5), np.uint8)
+    add_path(routes, 3, 0, [(0, 0), (1, 0)])
+    add_path(routes, 3, onward_color, [(1, 0), (2, 0)])
+    per_tile = {(0, 0): [I(isa.SEND, 0, 0), I(isa.HALT)],
+                (1, 0): [I(isa.SEND, onward_color, 0), I(isa.RECV, 0, 1), I(isa.HALT)],
+                (2, 0): [I(isa.RECV, onward_color, 1), I(isa.HALT)]}
+    return grid_program(cfg, per_tile, [D(0, [(L, 1)]), D(100, [(L, 1)])], routes)
+
+
+def test_sending_on_the_color_a_tile_is_being_sent_deadlocks():
+    # On one color, tile 1's router buffer for it takes both tile 0's wavelets (for its
+    # RAMP) and its own (for the link east). Once its queue and that buffer are full of
+    # tile 0's (Q + B = 10 < L), its own wavelets cannot be injected, and it receives
+    # only after its send: deadlock (the functional emulator, with no router buffers,
+    # finishes this program).
+    with pytest.raises(CycleLevelError, match=r"deadlock.*send color 0 slot 4"):
+        run_cycle_level(chain_of_three(onward_color=0))
+    # On its own color the onward send runs at full rate: tile 2 completes at
+    # s + lat(1) + L = 3 + L, halt L + 4. Tile 1's send completes at L, its recv starts
+    # at r = L and completes at r + L; halt 2L + 1. Tile 0 is held back by that late
+    # receiver: max(L, r + L - D(1) + K(1)) = 2L - 12 + 3, halt 2L - 8.
+    L = 40
+    res = run_cycle_level(chain_of_three(onward_color=1, L=L))
+    assert res.per_tile_cycles.tolist() == [2 * L - 8, 2 * L + 1, L + 4]
+
+
 # ------------------------------------------------------------ back-pressure
 def backpressure_delay(hops):
     """K(h): cycles from a receiver's take (freeing a queue slot at r + j) to the
