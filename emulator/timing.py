@@ -65,5 +65,7 @@ def fabric_capacity(timing, hops):
 
 @njit(cache=True)
 def backpressure_delay(timing, hops):
-    """Cycles from a receiver freeing a queue slot to the sender injecting into it."""
-    return hops * timing[T_LINK] + 2 * timing[T_RAMP] + 1
+    """Cycles from a receiver freeing a queue slot to the sender injecting into it:
+    room travels back one router per cycle (a link or ramp reserves the next
+    buffer when it takes a wavelet), whatever the latencies."""
+    return hops + 2
