@@ -31,8 +31,8 @@ class RunProgress:
                 return
             from tqdm import tqdm
             self.bar = tqdm(desc=self.what, unit=" rounds", file=self.stream, leave=False, dynamic_ncols=True)
-        self.bar.update(rounds - self.bar.n)
-        self.bar.set_postfix_str(f"machine cycle {clock:,}", refresh=False)
+        self.bar.n = rounds
+        self.bar.set_postfix_str(f"machine cycle {clock:,}")  # redraws
 
     def close(self) -> None:
         if self.bar is not None:
