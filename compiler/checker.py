@@ -280,6 +280,8 @@ class Checker(ScalarEval, Composition):
         lo = self._const(s.lo, "a loop bound")
         hi = self._const(s.hi, "a loop bound")
         self._check_new_name(s.var, s.var_span)
+        if hi <= lo:  # no iteration runs (for s in 1 .. H on one row): like a dead branch, not elaborated
+            return
         outer = self.ops
         self.ops = []
         var = self.prefix + s.var  # unique across inlined kernels, whose loops nest in the caller's

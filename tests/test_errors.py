@@ -661,3 +661,19 @@ def test_console_script_compile_error_subprocess(tmp_path):
     assert head.startswith(f"{kernel}:3:{4 + len('C = A +') + 1}: error: unexpected '*'")
     assert src == "        C = A +* 2"
     assert caret == "    " + " " * (4 + len("C = A +")) + "^"
+
+
+def test_a_loop_that_never_runs_is_not_checked_for_bounds(tmp_path):
+    # for s in 1 .. H on one tile row has no iteration, so B[s +: 1] (a block
+    # of one element) must not be reported out of bounds for an s that never
+    # occurs; with three rows s = 1, 2 do occur, and that is an error.
+    src = tmp_path / "k.tg"
+    src.write_text("kernel k(A: f32[N] block(x)) -> B: f32[N] block(x) {\n"
+                   "    B = A\n"
+                   "    for s in 1 .. H { B[s +: 1] = A[s - 1 +: 1] }\n"
+                   "}\n")
+    import tilegrid
+    prog = tilegrid.compile_kernel(str(src), grid=(2, 1), shapes={"A": (2,)}).program
+    assert len(prog.code) > 0
+    with pytest.raises(tilegrid.CompileError, match="out of bounds|outside"):
+        tilegrid.compile_kernel(str(src), grid=(2, 3), shapes={"A": (2,)})

@@ -755,7 +755,7 @@ class Interp:
             self.new_name(s.var)
             if hi - lo > MAX_LOOP_STEPS:
                 raise _Unknown("loop too long for the oracle")
-            if hi <= lo:  # the body is still checked by the compiler, but never runs
+            if hi <= lo:  # never runs, and the compiler does not elaborate it either
                 return
             for i in range(lo, hi):
                 self.scopes.append({s.var: Sym("rint", RInt(np.full((self.H, self.W), i, dtype=object)))})
