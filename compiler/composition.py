@@ -75,6 +75,14 @@ class Composition:
         block, no communication). A transpose across the mesh, block(y, x) to
         block(x, y), passes through block(_, _): simple, and an SRAM error says so
         when the whole tensor does not fit on a tile."""
+        first = len(self.ops)
+        try:
+            self._redistribute_ops(dst, src, span)
+        finally:
+            for op in self.ops[first:]:  # the time it takes shows as its own row in --stats
+                op.note = "redistribution"
+
+    def _redistribute_ops(self, dst: Dist, src: Dist, span):
         if dst.shape != src.shape:
             raise CompileError(f"shape mismatch: {fmt_shape(src.shape)} into {fmt_shape(dst.shape)}", span)
         if dst.axes == src.axes:

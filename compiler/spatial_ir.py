@@ -198,6 +198,7 @@ def format_view(v: View) -> str:
 @dataclass
 class Op:
     span: Span | None = field(default=None, repr=False, compare=False, kw_only=True)
+    note: str = field(default="", repr=False, compare=False, kw_only=True)  # e.g. "redistribution", for --stats
 
 
 @dataclass

@@ -88,16 +88,20 @@ def program_phases(program: Program) -> tuple[list[str], np.ndarray]:
     if not isinstance(lines, list) or len(lines) != n:
         return ["program"], np.zeros(max(n, 1), dtype=np.int32)
     statements = program.meta.get("statements") or {}
-    index: dict[int, int] = {}
+    notes = program.meta.get("phase_notes")
+    if not isinstance(notes, list) or len(notes) != n:
+        notes = [""] * n
+    index: dict[tuple, int] = {}
     names: list[str] = []
     of_pc = np.zeros(max(n, 1), dtype=np.int32)
-    for pc, line in enumerate(lines):
-        line = int(line) if isinstance(line, int) else 0
-        if line not in index:
-            index[line] = len(names)
-            text = statements.get(str(line), "") if isinstance(statements, dict) else ""
-            names.append(f"line {line}: {text}" if line else "(setup)")
-        of_pc[pc] = index[line]
+    for pc, (line, note) in enumerate(zip(lines, notes)):
+        key = (int(line) if isinstance(line, int) else 0, note if isinstance(note, str) else "")
+        if key not in index:
+            index[key] = len(names)
+            text = statements.get(str(key[0]), "") if isinstance(statements, dict) else ""
+            name = f"line {key[0]}: {text}" if key[0] else "(program)"
+            names.append(f"{name} [{key[1]}]" if key[1] else name)
+        of_pc[pc] = index[key]
     return names, of_pc
 
 

@@ -48,7 +48,8 @@ def emit_code(k: SpatialKernel, config: MachineConfig, meta: dict | None = None)
                    regions=[CodeRegion(k.name, 0, len(code), 0, 0, k.width, k.height)],
                    routes=np.ascontiguousarray(k.routes, dtype=np.uint8), sram_words=k.sram_words,
                    buffers=buffers, io=io, color_names=list(k.streams), labels=labels,
-                   meta={"kernel": k.name, "bindings": dict(k.bindings), "source_lines": em.lines, **(meta or {})})
+                   meta={"kernel": k.name, "bindings": dict(k.bindings), "source_lines": em.lines,
+                         "phase_notes": em.notes, **(meta or {})})
 
 
 class _Emitter:
@@ -57,6 +58,8 @@ class _Emitter:
         self.config = config
         self.code: list[list[int]] = []
         self.lines: list[int] = []     # source line of each instruction, for run-time reports
+        self.notes: list[str] = []     # and what part of that statement it is ("" or "redistribution")
+        self.note = ""
         self.descs: list[list[int]] = []
         self.desc_index: dict[tuple, int] = {}
         self.fimm: list[float] = []
@@ -88,6 +91,7 @@ class _Emitter:
             self.fixups.append((len(self.code), field, target))
         self.code.append(instr(op, *args))
         self.lines.append(self.span.line if self.span is not None else 0)
+        self.notes.append(self.note)
 
     def alloc(self) -> int:
         if not self.free_regs:
@@ -174,9 +178,13 @@ class _Emitter:
 
     # ------------------------------------------------------------- statements
     def block(self, ops):
+        outer_span, outer_note = self.span, self.note
         for op in ops:
-            self.span = op.span
+            # an op made by a pass (a lowered collective's send) reports as the statement around it
+            self.span = op.span or outer_span
+            self.note = op.note or outer_note
             self.op(op)
+        self.span, self.note = outer_span, outer_note
 
     def op(self, op):
         if isinstance(op, Fill):
