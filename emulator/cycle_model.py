@@ -18,18 +18,33 @@ One stepped cycle runs four phases in this order:
    instruction whose slot (or whose color, for a second send or receive on
    it) has a stream still moving stalls until that stream completes, and so
    does a halt while any of the tile's streams moves;
-2. routers: in ascending tile order, each color's oldest wavelet goes to the
-   RAMP output if the queue has room; then each link (N, E, S, W) grants one
-   color round-robin, among the colors whose oldest wavelet wants that link
-   and has room in the next router;
+2. routers: in ascending tile order, for each color, the oldest wavelet of
+   the first input port's buffer (N, E, S, W, RAMP) that has one for the
+   RAMP output goes to the tile's queue if the queue has room (one wavelet
+   per color per cycle, as the ramp carries); then each link (N, E, S, W)
+   grants one wavelet round-robin over the colors, starting after the color
+   it granted last, among the (color, input port) buffers whose oldest
+   wavelet wants that link and has room in the next router's buffer for
+   that color and the side it comes in from. Two input ports of one color
+   wanting one link in one cycle are taken in the order N, E, S, W, RAMP:
+   a fixed order inside the color's turn, for two streams of one color
+   merging onto one link at once (no run of a bundled kernel measured so
+   far does it); the lower port then goes first for as long as it has a
+   wavelet for the link, and the queue's one wavelet per color per cycle
+   likewise;
 3. streams: each send stream injects, each receive stream takes, at most one
    wavelet each; a core waiting for a stream that completes goes on;
 4. end of cycle: a wavelet whose last output took it leaves its router buffer.
 
-Room is reserved the moment it is taken and freed only by step 4 (router
-slots) or by step 3, after every RAMP output has been served (queue slots),
-so room freed in cycle t is seen from t + 1; several sources wanting the last
-slot of one buffer in one cycle are served in the order above.
+Buffers. A router holds a FIFO of B wavelets per (color, input port): the
+input port is the side a wavelet arrives from (a link going east fills the
+neighbour's W buffer), RAMP for the tile's own injections. Only each
+buffer's oldest wavelet may move, to every output its route lists for that
+input port. Room is reserved the moment it is taken and freed only by step 4
+(router slots) or by step 3, after every RAMP output has been served (queue
+slots), so room freed in cycle t is seen from t + 1. Every buffer has a
+single source (the link from its side, or the tile's one send stream on the
+color; a queue, its router's RAMP output), so no two compete for its room.
 
 A stepped cycle in which nothing moved and nothing issued leaves the state as
 it was, so the clock then jumps to the next cycle at which something can
@@ -46,6 +61,9 @@ Program (`Prog`)
   code, descs, routes         as in Program (routes padded to one color when it has none)
   nbr        int64 [T, 4]     neighbour tile in each direction N, E, S, W; -1 off the grid
   valid      int64 [T]        output-port bits a route may use here (RAMP and on-grid links)
+  feeds      int64 [TC, 5]    per (tile, color) cell and output port (N, E, S, W, RAMP): bits of
+                              the input ports whose route lists that output here (valid ones only)
+  links_out  int64 [T]        bits of the links (N, E, S, W) any route of the tile lists (valid ones)
   timing     int64 [8]        MachineConfig.timing_vector() (T_* in timing.py)
 Cores (`Core`), per tile
   regs       int32 [T, R]     integer registers; r0 = x, r1 = y at start
@@ -65,13 +83,16 @@ Streams (`Streams`), per (tile, slot) unless stated
   next_move  int64 [T, S]     first cycle the next wavelet may move: s + i, after wavelet i - 1
   recv_slot  int64 [T, C]     slot receiving on each color, -1 none
   send_slot  int64 [T, C]     slot sending on each color, -1 none
-Routers (`Routers`), per (tile, color) a FIFO ring of B wavelets unless stated
-  arrive     int64 [T, C, B]  cycle the wavelet is in the router and may move on
-  pend       int64 [T, C, B]  output ports still to take it (bits N, E, S, W, RAMP)
-  head       int64 [T, C]     ring position of the oldest wavelet
-  count      int64 [T, C]     slots held, wavelets still crossing the link or ramp included
+Routers (`Routers`): a FIFO ring of B wavelets per (tile, color, input port N, E, S, W, RAMP),
+numbered q = (tile * C + color) * 5 + port; cell = tile * C + color numbers a (tile, color)
+  arrive     int64 [5TC, B]   cycle the wavelet is in the router and may move on
+  pend       int64 [5TC, B]   output ports still to take it (bits N, E, S, W, RAMP)
+  head       int64 [5TC]      ring position of the oldest wavelet
+  count      int64 [5TC]      slots held, wavelets still crossing the link or ramp included
+  ports      int64 [TC]       bits of the input ports whose buffer for the cell holds a wavelet
+  tile_of    int64 [TC]       the cell's tile (constant)
   held       int64 [T]        wavelets the router holds over all colors (skips idle routers)
-  leaving    int64 [T * C, 2] (tile, color) of each head that left this cycle (step 4)
+  leaving    int64 [5TC, 2]   (cell, port) of each head that left this cycle (step 4)
 Queues (`Queues`), per (tile, color) the input queue at the ramp, a FIFO ring of Q
   arrive     int64 [T, C, Q]  cycle the wavelet is in the queue (after the ramp)
   head       int64 [T, C]
@@ -113,11 +134,12 @@ FIRST_FABRIC_OP = SEND  # SEND..WAIT are the only opcodes from 48 up
 BLOCKING_SLOT = isa.BLOCKING_SLOT
 PORT_RAMP = isa.PORT_RAMP
 RAMP_BIT = 1 << PORT_RAMP
+N_PORTS = 5  # a router's input ports N, E, S, W, RAMP (isa.PORT_*), one buffer per color on each
 
-Prog = namedtuple("Prog", "code descs routes nbr valid timing")
+Prog = namedtuple("Prog", "code descs routes nbr valid feeds links_out timing")
 Core = namedtuple("Core", "regs pc status ready wait_slot cycles busy icount fault")
 Streams = namedtuple("Streams", "kind color left next_move recv_slot send_slot")
-Routers = namedtuple("Routers", "arrive pend head count held leaving")
+Routers = namedtuple("Routers", "arrive pend head count ports tile_of held leaving")
 Queues = namedtuple("Queues", "arrive head count")
 Links = namedtuple("Links", "rr_last wavelets")
 
@@ -414,70 +436,112 @@ def _advance_core(i, now, prog, core, streams, stack, words, limits, ctl):
 
 
 # ---------------------------------------------------------- routers and links
+# Router (color, input port) buffers are numbered q = (tile * C + color) * 5 + port, and
+# the pair (tile, color) cell = tile * C + color (so q = cell * 5 + port).
 @hot
-def _push_router(j, color, pend, arrive, rt, B):
-    """Append a wavelet to router j's buffer for color (the caller checked for room).
-    A wavelet whose route lists no output here goes nowhere, as in fabric.trace_route."""
+def _push_router(cell, port, pend, arrive, rt, B):
+    """Append a wavelet to the buffer of input `port` of cell (the caller checked for
+    room). A wavelet whose route lists no output here goes nowhere, as in
+    fabric.trace_route."""
     if pend == 0:
         return
-    k = _wrap(rt.head[j, color] + rt.count[j, color], B)
-    rt.arrive[j, color, k] = arrive
-    rt.pend[j, color, k] = pend
-    rt.count[j, color] += 1
-    rt.held[j] += 1
+    q = cell * N_PORTS + port
+    k = _wrap(rt.head[q] + rt.count[q], B)
+    rt.arrive[q, k] = arrive
+    rt.pend[q, k] = pend
+    rt.count[q] += 1
+    rt.ports[cell] |= 1 << port
+    rt.held[rt.tile_of[cell]] += 1
 
 
 @hot
-def _take(i, color, bit, rt, ctl):
-    """Output `bit` has taken router i's oldest wavelet of color; after its last output it
-    leaves at the end of the cycle (step 4), so its slot is free from the next cycle."""
-    h = rt.head[i, color]
-    rt.pend[i, color, h] &= ~bit
-    if rt.pend[i, color, h] == 0:
-        rt.leaving[ctl[C_LEAVING], 0] = i
-        rt.leaving[ctl[C_LEAVING], 1] = color
-        ctl[C_LEAVING] += 1
+def _take(cell, port, q, bit, rt, ctl):
+    """Output `bit` has taken the oldest wavelet of buffer q (input `port` of cell); after
+    its last output it leaves at the end of the cycle (step 4), so its slot is free from
+    the next cycle."""
+    h = rt.head[q]
+    rt.pend[q, h] &= ~bit
+    if rt.pend[q, h] == 0:
+        n = ctl[C_LEAVING]
+        rt.leaving[n, 0] = cell
+        rt.leaving[n, 1] = port
+        ctl[C_LEAVING] = n + 1
 
 
 @hot
-def _wants(i, color, bit, now, rt):
-    """Router i's oldest wavelet of color has arrived and has output `bit` still to take."""
-    if rt.count[i, color] == 0:
-        return False
-    h = rt.head[i, color]
-    return rt.arrive[i, color, h] <= now and (rt.pend[i, color, h] & bit) != 0
+def _wants(q, bit, now, rt):
+    """The oldest wavelet of buffer q, which holds one, has arrived and has output `bit`
+    still to take."""
+    h = rt.head[q]
+    return rt.arrive[q, h] <= now and (rt.pend[q, h] & bit) != 0
 
 
 @hot
-def _ramp_outputs(i, now, rt, qu, Q, ramp, ctl):
-    """Each color's oldest wavelet into the tile's queue, where the queue has room."""
+def _first_wanting(cell, ports, bit, now, rt):
+    """The first input port (N, E, S, W, RAMP) among the bits `ports` of cell whose
+    buffer's oldest wavelet wants output `bit` now, or -1."""
+    while ports != 0:
+        low = ports & -ports
+        port = 0 if low == 1 else (1 if low == 2 else (2 if low == 4 else (3 if low == 8 else 4)))
+        if _wants(cell * N_PORTS + port, bit, now, rt):
+            return port
+        ports ^= low
+    return -1
+
+
+@hot
+def _ramp_outputs(i, now, feeds, rt, qu, Q, ramp, ctl):
+    """Into the tile's queue for each color, where it has room: one wavelet per color, the
+    oldest of the first input port (N, E, S, W, RAMP) whose head wants the RAMP output."""
+    n_colors = qu.count.shape[1]
     moved = 0
-    for color in range(qu.count.shape[1]):
-        if _wants(i, color, RAMP_BIT, now, rt) and qu.count[i, color] < Q:
+    for color in range(n_colors):
+        cell = i * n_colors + color
+        held = rt.ports[cell]
+        if held == 0:
+            continue
+        held &= feeds[cell, PORT_RAMP]  # the ports whose route here lists RAMP
+        if held == 0 or qu.count[i, color] >= Q:
+            continue
+        port = _first_wanting(cell, held, RAMP_BIT, now, rt)
+        if port >= 0:
             qu.arrive[i, color, _wrap(qu.head[i, color] + qu.count[i, color], Q)] = now + ramp
             qu.count[i, color] += 1
-            _take(i, color, RAMP_BIT, rt, ctl)
+            _take(cell, port, cell * N_PORTS + port, RAMP_BIT, rt, ctl)
             moved += 1
     return moved
 
 
 @hot
 def _link_outputs(i, now, prog, rt, links, B, link, ctl):
-    """Each of router i's links carries one wavelet: round-robin over the colors that want
-    it and have room in the next router, starting after the color granted last."""
-    n_colors = rt.count.shape[1]
+    """Each of router i's links carries one wavelet: round-robin over the colors, starting
+    after the color granted last; within a color the input ports in the order N, E, S, W,
+    RAMP. The first (color, port) buffer whose head wants the link and has room in the
+    next router's buffer for that color and the side it comes in from is granted."""
+    n_colors = prog.routes.shape[1]
+    used = prog.links_out[i]
     moved = 0
     for d in range(4):
-        j = prog.nbr[i, d]
-        if j < 0:
+        bit = 1 << d
+        if used & bit == 0:
             continue
+        j = prog.nbr[i, d]
+        side = d ^ 2  # it comes in from the opposite side: N <-> S, E <-> W
         for k in range(n_colors):
             color = _wrap(links.rr_last[i, d] + 1 + k, n_colors)
-            if not _wants(i, color, 1 << d, now, rt) or rt.count[j, color] >= B:
+            cell = i * n_colors + color
+            held = rt.ports[cell]
+            if held == 0:
                 continue
-            pend = prog.routes[j, color, d ^ 2] & prog.valid[j]  # it comes in from the opposite side
-            _push_router(j, color, pend, now + link, rt, B)
-            _take(i, color, 1 << d, rt, ctl)
+            held &= prog.feeds[cell, d]  # the ports whose route here lists this link
+            port = _first_wanting(cell, held, bit, now, rt)
+            if port < 0:
+                continue
+            into = j * n_colors + color
+            if rt.count[into * N_PORTS + side] >= B:
+                continue
+            _push_router(into, side, prog.routes[j, color, side] & prog.valid[j], now + link, rt, B)
+            _take(cell, port, cell * N_PORTS + port, bit, rt, ctl)
             links.rr_last[i, d] = color
             links.wavelets[i, d] += 1
             moved += 1
@@ -493,7 +557,7 @@ def _router_phase(now, prog, rt, qu, links, ctl):
     for i in range(rt.held.shape[0]):
         if rt.held[i] == 0:
             continue
-        moved += _ramp_outputs(i, now, rt, qu, timing[T_QUEUE], timing[T_RAMP], ctl)
+        moved += _ramp_outputs(i, now, prog.feeds, rt, qu, timing[T_QUEUE], timing[T_RAMP], ctl)
         moved += _link_outputs(i, now, prog, rt, links, timing[T_ROUTER_BUFFER], timing[T_LINK], ctl)
     return moved
 
@@ -501,13 +565,16 @@ def _router_phase(now, prog, rt, qu, links, ctl):
 @hot
 def _end_cycle(rt, ctl):
     """Step 4: heads whose last output took them leave; their slots are free next cycle."""
-    B = rt.arrive.shape[2]
+    B = rt.arrive.shape[1]
     for k in range(ctl[C_LEAVING]):
-        i = rt.leaving[k, 0]
-        color = rt.leaving[k, 1]
-        rt.head[i, color] = _wrap(rt.head[i, color] + 1, B)
-        rt.count[i, color] -= 1
-        rt.held[i] -= 1
+        cell = rt.leaving[k, 0]
+        port = rt.leaving[k, 1]
+        q = cell * N_PORTS + port
+        rt.head[q] = _wrap(rt.head[q] + 1, B)
+        rt.count[q] -= 1
+        if rt.count[q] == 0:
+            rt.ports[cell] &= ~(1 << port)
+        rt.held[rt.tile_of[cell]] -= 1
     ctl[C_LEAVING] = 0
 
 
@@ -520,9 +587,10 @@ def _stream_move(i, s, now, prog, st, rt, qu):
     color = st.color[i, s]
     if st.kind[i, s] == SEND_STREAM:
         B = timing[T_ROUTER_BUFFER]
-        if rt.count[i, color] >= B:
+        cell = i * prog.routes.shape[1] + color
+        if rt.count[cell * N_PORTS + PORT_RAMP] >= B:
             return False
-        _push_router(i, color, prog.routes[i, color, PORT_RAMP] & prog.valid[i], now + timing[T_RAMP], rt, B)
+        _push_router(cell, PORT_RAMP, prog.routes[i, color, PORT_RAMP] & prog.valid[i], now + timing[T_RAMP], rt, B)
         return True
     if qu.count[i, color] == 0 or qu.arrive[i, color, qu.head[i, color]] > now:
         return False
@@ -585,11 +653,17 @@ def _next_event(now, core, streams, rt, qu):
         if core.status[i] == RUN:
             nxt = min(nxt, core.ready[i])
         if rt.held[i] > 0:
-            for color in range(rt.count.shape[1]):
-                if rt.count[i, color] > 0:
-                    arrive = rt.arrive[i, color, rt.head[i, color]]
-                    if arrive > now:  # a head that has arrived and cannot move waits for a move
-                        nxt = min(nxt, arrive)
+            n_colors = qu.count.shape[1]
+            for cell in range(i * n_colors, (i + 1) * n_colors):
+                held = rt.ports[cell]
+                if held == 0:
+                    continue
+                for port in range(N_PORTS):
+                    if held >> port & 1:
+                        q = cell * N_PORTS + port
+                        arrive = rt.arrive[q, rt.head[q]]
+                        if arrive > now:  # a head that has arrived and cannot move waits for a move
+                            nxt = min(nxt, arrive)
         for s in range(streams.left.shape[1]):
             if streams.left[i, s] == 0:
                 continue
@@ -715,8 +789,15 @@ class CycleState:
             on = (nx >= 0) & (nx < W) & (ny >= 0) & (ny < H)
             nbr[on, d] = (ny * W + nx)[on]
             valid[on] |= 1 << d
+        feeds = np.zeros((T, C, N_PORTS), np.int64)
+        for port in range(N_PORTS):
+            bits = routes[:, :, port].astype(np.int64) & valid[:, None]
+            for out in range(N_PORTS):
+                feeds[:, :, out] |= (bits >> out & 1) << port
         self.prog = Prog(np.ascontiguousarray(program.code, np.int32), np.ascontiguousarray(program.descs, np.int32),
-                         routes, nbr, valid, np.asarray(cfg.timing_vector(), np.int64))
+                         routes, nbr, valid, feeds.reshape(T * C, N_PORTS),
+                         np.bitwise_or.reduce(routes.astype(np.int64), axis=(1, 2)) & valid & 0xF,
+                         np.asarray(cfg.timing_vector(), np.int64))
         regs = np.zeros((T, cfg.registers), np.int32)
         regs[:, isa.REG_TX] = x
         regs[:, isa.REG_TY] = y
@@ -733,8 +814,10 @@ class CycleState:
                          fault=z(T))
         self.streams = Streams(kind=z(T, S), color=z(T, S), left=z(T, S), next_move=z(T, S),
                                recv_slot=z(T, C, fill=-1), send_slot=z(T, C, fill=-1))
-        self.routers = Routers(arrive=z(T, C, B), pend=z(T, C, B), head=z(T, C), count=z(T, C), held=z(T),
-                               leaving=z(T * C, 2))
+        P = N_PORTS
+        self.routers = Routers(arrive=z(T * C * P, B), pend=z(T * C * P, B), head=z(T * C * P),
+                               count=z(T * C * P), ports=z(T * C), tile_of=np.repeat(np.arange(T, dtype=np.int64), C),
+                               held=z(T), leaving=z(T * C * P, 2))
         self.queues = Queues(arrive=z(T, C, Q), head=z(T, C), count=z(T, C))
         self.links = Links(rr_last=z(T, 4, fill=-1), wavelets=z(T, 4))
         self.stack = z(2, 4 * T + 8)

@@ -16,6 +16,10 @@ Facts used again and again (defaults ramp = link = 1, B = 2, Q = 8):
   B >= link + 1. Every full-rate case below keeps B >= max(ramp, link) + 1.
 * a wavelet at the last router at t is delivered to the RAMP at t (queue
   room) and is in the queue at t + ramp, where a waiting receiver takes it.
+* a router has a buffer of B per (color, input port): a tile's injections wait
+  in its RAMP buffer, a wavelet that came over a link in the buffer of the side
+  it came in from. Streams of one color entering a router from different sides
+  never wait for each other's room or behind each other's wavelets.
 """
 import numpy as np
 import pytest
@@ -273,15 +277,15 @@ def test_two_senders_merge_onto_one_link_round_robin():
     assert res.link_wavelets[:2, isa.PORT_E].tolist() == [L, 2 * L]
 
 
-def test_two_streams_through_one_router_color_share_its_head():
-    # Tiles (0,0) and (1,0) exchange L wavelets on one color (each sendx at 0, recvx
-    # at 1). Each router's color-0 buffer holds both its own outgoing wavelets and the
-    # incoming ones, and only the oldest moves: they alternate. Cycle 1: a0 and b0
-    # cross (each router had one slot free at the start of the cycle); cycle 2: they
-    # are delivered (RAMP) and a1, b1 injected; cycle 3: a1, b1 cross; ... so wavelet
-    # i is injected at 2i, crosses at 2i + 1, is in the queue at 2i + 3.
-    # Send completes at 2(L-1) + 1 = 2L - 1, receive at 2(L-1) + 3 + 1 = 2L + 2.
-    # wait 0 (issued 2) goes on at 2L - 1, wait 1 at 2L + 2, halt: 2L + 3 on both.
+def test_an_exchange_on_one_color_runs_both_ways_at_full_rate():
+    # Tiles (0,0) and (1,0) exchange L wavelets on one color (each sendx at 0, recvx at
+    # 1). Each direction has its own buffers: a tile's injections wait in its router's
+    # RAMP buffer, the other tile's wavelets in the buffer of the side they come in from
+    # (E on tile 0, W on tile 1), and the two directions use different links. So each is
+    # a one-hop stream: wavelet i injected at i, in the queue at i + 2 ramp + link = i + 3
+    # and taken then (the recvx started at 1). Send completes at L, receive at L + 3.
+    # wait 0 (issued 2) goes on at L, wait 1 (issued L) at L + 3, halt: L + 4 on both,
+    # as a one-way one-hop stream's receiver.
     L = 10
     cfg = MachineConfig(width=2, height=1)
     routes = np.zeros((2, 1, 5), np.uint8)
@@ -290,8 +294,37 @@ def test_two_streams_through_one_router_color_share_its_head():
     code = [I(isa.SENDX, 0, 0, 0), I(isa.RECVX, 0, 1, 1), I(isa.WAIT, 0), I(isa.WAIT, 1), I(isa.HALT)]
     prog = grid_program(cfg, {(0, 0): code, (1, 0): code}, [D(0, [(L, 1)]), D(100, [(L, 1)])], routes)
     res = run_cycle_level(prog)
-    assert res.per_tile_cycles.tolist() == [2 * L + 3, 2 * L + 3]
+    assert res.per_tile_cycles.tolist() == [L + 4, L + 4]
+    assert res.link_wavelets.tolist() == [[0, L, 0, 0], [0, 0, 0, L]]
     np.testing.assert_array_equal(res.per_tile_instructions, functional_icount(prog))
+
+
+def test_two_input_ports_of_one_color_take_a_link_in_port_order():
+    # Tile (0,0) sends L wavelets on color 0 to (2,0) through (1,0); tile (1,0) sends its
+    # own L on color 0 to (2,0) too, so in router (1,0) its W buffer (tile 0's) and its
+    # RAMP buffer (its own) both want link (1,0)->E on one color: within the color's
+    # turn the ports go in the order N, E, S, W, RAMP, so W wins whenever it has a head.
+    # Tile 0's a_i is injected at i and is at router (1,0) at i + 2 (ramp + link);
+    # tile 1's b_j at j + 1. Cycle 1: only b0 has arrived: it crosses. Cycles 2..L+1:
+    # a_i crosses at i + 2 (b1 waits). Then b_j (j >= 1) crosses at L + 1 + j.
+    # Tile 0 runs at full rate (its slots in routers (0,0) and (1,0)'s W are held two
+    # cycles each): complete L, halt L + 1.
+    # Tile 1: b0, b1, b2 injected at 0, 1, 2 (b0 left at the end of 1); b_k (k >= 3)
+    # needs b_{k-2}'s slot, free at the end of its crossing L + k - 1: injected at L + k.
+    # Complete at 2L, halt 2L + 1.
+    # Tile 2 receives all 2L (one recv): link (1,0)->E carries one a cycle from 1 to 2L,
+    # each in the queue 2 cycles later (link + ramp); complete 2L + 3, halt 2L + 4.
+    L = 10
+    cfg = MachineConfig(width=3, height=1)
+    routes = np.zeros((3, 1, 5), np.uint8)
+    add_path(routes, 3, 0, [(0, 0), (1, 0), (2, 0)])
+    add_path(routes, 3, 0, [(1, 0), (2, 0)])
+    prog = grid_program(cfg, {(0, 0): [I(isa.SEND, 0, 0), I(isa.HALT)], (1, 0): [I(isa.SEND, 0, 0), I(isa.HALT)],
+                              (2, 0): [I(isa.RECV, 0, 1), I(isa.HALT)]}, [D(0, [(L, 1)]), D(100, [(2 * L, 1)])],
+                        routes)
+    res = run_cycle_level(prog)
+    assert res.per_tile_cycles.tolist() == [L + 1, 2 * L + 1, 2 * L + 4]
+    assert res.link_wavelets[:2, isa.PORT_E].tolist() == [L, 2 * L]
 
 
 def ring_of_three(wrap_color):
@@ -311,16 +344,22 @@ def ring_of_three(wrap_color):
     return grid_program(cfg, per_tile, [D(0, [(L, 1)]), D(100, [(L, 1)])], routes)
 
 
-def test_a_one_color_ring_deadlocks_in_its_shared_routers():
-    # With the wrap-around on color 0 too, router (1,0)'s color-0 buffer fills with
-    # tile 0's wavelets bound east for router (2,0), whose color-0 buffer is headed by
-    # tile 2's own wavelet bound west for router (1,0): each waits for room in the
-    # other (only the oldest wavelet of a color's buffer moves). The rules say so;
-    # routes that send one color both ways through a router must expect it.
-    with pytest.raises(CycleLevelError, match="deadlock"):
-        run_cycle_level(ring_of_three(wrap_color=0))
-    res = run_cycle_level(ring_of_three(wrap_color=1))  # the wrap-around on its own color
+@pytest.mark.parametrize("wrap_color", [0, 1])
+def test_a_ring_finishes_with_its_wrap_around_on_any_color(wrap_color):
+    # Router (1,0) holds tile 0's wavelets bound east in its W buffer and tile 2's bound
+    # for its own RAMP in its E buffer, its own injections in its RAMP buffer: on one
+    # color or two, nothing waits behind another side's wavelets, and the four links
+    # used (1->W, 2->W, 0->E, 1->E) each carry one stream. So every stream runs as if
+    # alone: injections at 0..L-1 (send complete at L, wait 0 issued 2 goes on at L),
+    # wavelet i in the queue at i + 2 ramp + h link = i + 2 + h, receive complete at
+    # L + 2 + h (the recvx started at 1). Tiles 0 and 1 receive over h = 1: halt L + 4;
+    # tile 2 receives tile 0's wrap-around over h = 2: L + 5.
+    L = 16
+    prog = ring_of_three(wrap_color)
+    res = run_cycle_level(prog)
+    assert res.per_tile_cycles.tolist() == [L + 4, L + 4, L + 5]
     assert res.per_tile_instructions.tolist() == [5, 5, 5]
+    np.testing.assert_array_equal(res.per_tile_instructions, functional_icount(prog))
 
 
 def chain_of_three(onward_color, L=40):
@@ -336,21 +375,20 @@ def chain_of_three(onward_color, L=40):
     return grid_program(cfg, per_tile, [D(0, [(L, 1)]), D(100, [(L, 1)])], routes)
 
 
-def test_sending_on_the_color_a_tile_is_being_sent_deadlocks():
-    # On one color, tile 1's router buffer for it takes both tile 0's wavelets (for its
-    # RAMP) and its own (for the link east). Once its queue and that buffer are full of
-    # tile 0's (Q + B = 10 < L), its own wavelets cannot be injected, and it receives
-    # only after its send: deadlock (the functional emulator, with no router buffers,
-    # finishes this program).
-    with pytest.raises(CycleLevelError, match=r"deadlock.*send color 0 slot 4"):
-        run_cycle_level(chain_of_three(onward_color=0))
-    # On its own color the onward send runs at full rate: tile 2 completes at
-    # s + lat(1) + L = 3 + L, halt L + 4. Tile 1's send completes at L, its recv starts
-    # at r = L and completes at r + L; halt 2L + 1. Tile 0 is held back by that late
-    # receiver: max(L, r + L - D(1) + K(1)) = 2L - 12 + 3, halt 2L - 8.
+@pytest.mark.parametrize("onward_color", [0, 1])
+def test_a_tile_sending_on_the_color_it_is_being_sent(onward_color):
+    # Tile 1's router keeps tile 0's wavelets (for its RAMP) in its W buffer and its own
+    # (for the link east) in its RAMP buffer, so on one color as on two, the onward send
+    # runs at full rate: tile 2 completes at s + lat(1) + L = 3 + L, halt L + 4. Tile
+    # 1's send completes at L, its recv starts at r = L and completes at r + L; halt
+    # 2L + 1. Tile 0 is held back by that late receiver over the path's buffers, its
+    # RAMP buffer, router 1's W buffer and tile 1's queue, D(1) = Q + 2B = 12:
+    # max(L, r + L - D(1) + K(1)) = 2L - 12 + 3, halt 2L - 8.
     L = 40
-    res = run_cycle_level(chain_of_three(onward_color=1, L=L))
+    prog = chain_of_three(onward_color, L=L)
+    res = run_cycle_level(prog)
     assert res.per_tile_cycles.tolist() == [2 * L - 8, 2 * L + 1, L + 4]
+    np.testing.assert_array_equal(res.per_tile_instructions, functional_icount(prog))
 
 
 # ------------------------------------------------------------ back-pressure
@@ -372,8 +410,10 @@ def backpressure_delay(hops):
 def test_late_receiver_holds_the_sender_back(hops, Q, B, ramp, link, late):
     # The receiver first runs a vfill of `late` elements (1 + late cycles, or none), so
     # its recv starts at r = 1 + late (r = 0 with none). The fabric holds
-    # D = Q + (h + 1) B wavelets of the stream before anything is taken (queue plus one
-    # buffer per router on the path). Wavelet i < D is injected at i; wavelet i >= D
+    # D = Q + (h + 1) B wavelets of the stream before anything is taken: the queue, and in
+    # each of the h + 1 routers on the path the one (color, input port) buffer the stream
+    # goes through (the source's RAMP buffer, then in each next router the buffer of the
+    # side it comes in from, W here), B each. Wavelet i < D is injected at i; wavelet i >= D
     # needs the slot that take i - D (at r + i - D) frees: at max(i, r + i - D + K).
     # Sender completes at max(s + L, r + L - D + K); halt adds 1.
     # The receiver takes wavelet i at max(r + i, i + lat), lat = 2 ramp + h link (it
@@ -396,9 +436,10 @@ def test_late_receiver_holds_the_sender_back(hops, Q, B, ramp, link, late):
 
 def test_late_receiver_of_a_multicast_holds_back_the_sender_only():
     # Tile (1,0) sends to (0,0) (waiting) and (2,0) (late: vfill of 60 first, recv at
-    # r = 61). The slow path holds D = Q + 2B = 12 (its queue, its router, the shared
-    # source router; the fast path drains). The source router's head leaves only when
-    # both outputs took it, so the sender is held as by a single late receiver:
+    # r = 61). The slow path holds D = Q + 2B = 12 (its queue, its router's W buffer, the
+    # shared source router's RAMP buffer; the fast path drains). The source router's head
+    # leaves only when both outputs took it, so the sender is held as by a single late
+    # receiver:
     # max(L, r + L - D + K(1)) = 61 + 40 - 12 + 3 = 92, halt 93; the late receiver
     # completes at r + L = 101, halt 102.
     L = 40
@@ -545,22 +586,31 @@ def test_cycle_budget():
 
 # --------------------------------------------------------- compiled kernels
 KERNEL_CASES = [
-    ("matmul", (2, 2), {"M": 8, "K": 8, "N": 8}),
-    ("matmul", (4, 4), {"M": 16, "K": 16, "N": 16}),
-    ("gemv", (4, 4), {"M": 16, "N": 16}),
-    ("layernorm", (2, 2), {"R": 8, "C": 8}),
-    ("softmax", (4, 4), {"R": 16, "C": 16}),
-    ("matmul_cannon", (2, 2), {"M": 8, "K": 8, "N": 8}),
-    ("attention", (2, 2), {"S": 8, "D": 8}),
-    ("attention", (4, 2), {"S": 16, "D": 8}),
+    ("matmul", (2, 2), {"M": 8, "K": 8, "N": 8}, {}),
+    ("matmul", (4, 4), {"M": 16, "K": 16, "N": 16}, {}),
+    ("gemv", (4, 4), {"M": 16, "N": 16}, {}),
+    ("layernorm", (2, 2), {"R": 8, "C": 8}, {}),
+    ("softmax", (4, 4), {"R": 16, "C": 16}, {}),
+    ("matmul_cannon", (2, 2), {"M": 8, "K": 8, "N": 8}, {}),
+    ("attention", (2, 2), {"S": 8, "D": 8}, {}),
+    ("attention", (4, 2), {"S": 16, "D": 8}, {}),
+    # rings whose wrap-around passes the other way on one color through the middle routers,
+    # and tiles sending on the color they receive on: these deadlocked with one buffer per
+    # (router, color) shared by the input ports
+    ("matmul_cannon", (3, 3), {"M": 24, "K": 24, "N": 24}, {}),
+    ("matmul_cannon", (4, 4), {"M": 32, "K": 32, "N": 32}, {}),
+    ("attention", (4, 4), {"S": 64, "D": 32}, {}),
+    ("attention", (4, 2), {"S": 64, "D": 32}, {}),
+    ("transformer_block", (2, 2), {"S": 16, "Dm": 16, "Dff": 32}, {"heads": 2, "causal": 1}),
+    ("matmul_systolic", (4, 4), {"M": 32, "K": 32, "N": 32}, {}),
 ]
 
 
-@pytest.mark.parametrize("name,grid,sizes", KERNEL_CASES)
-def test_compiled_kernels_retire_what_the_functional_emulator_retires(name, grid, sizes):
+@pytest.mark.parametrize("name,grid,sizes,params", KERNEL_CASES)
+def test_compiled_kernels_retire_what_the_functional_emulator_retires(name, grid, sizes, params):
     spec = BUNDLED[name]
     inputs = spec.make_inputs(np.random.default_rng(0), sizes)
-    program = compile_kernel(name, grid, {k: v.shape for k, v in inputs.items()}).program
+    program = compile_kernel(name, grid, {k: v.shape for k, v in inputs.items()}, params).program
     emu = Emulator(program)
     emu.load_inputs(inputs)
     emu.run()
