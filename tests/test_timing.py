@@ -177,3 +177,60 @@ def test_seconds_follow_the_clock():
     _, stats = run(cfg, code, descs, east_routes(2), trace=False)
     assert stats.seconds == pytest.approx(stats.cycles / 1.1e9)
     assert stats.clock_mhz == 1100
+
+
+@pytest.mark.parametrize("cfg", MACHINES)
+@pytest.mark.parametrize("W", [2, 4, 7])
+def test_chain_reduce(cfg, W):
+    # acc(x) = acc(x - 1) + src(x) along the row, with blocking send/recv:
+    # tile 0 sends at s0 = issue; a middle tile receives (posted at 3 * issue,
+    # before anything can land), adds (issue + L) and sends on, so
+    # s(x) = s(x - 1) + lat(1) + L + issue + L. The last tile receives, adds
+    # and halts: cycles = (W - 1) * (lat(1) + 2L + issue) + 2 * issue.
+    L = 48
+    cfg = machine_for(cfg, W)
+    code = [I(isa.BEQ, 0, 2, 7), I(isa.LI, 3, W - 1), I(isa.BEQ, 0, 3, 9),
+            I(isa.RECV, 0, 1), I(isa.VADD, 1, 1, 0), I(isa.SEND, 0, 1), I(isa.HALT),
+            I(isa.SEND, 0, 0), I(isa.HALT),
+            I(isa.RECV, 0, 1), I(isa.VADD, 1, 1, 0), I(isa.HALT)]
+    descs = [D(0, [(L, 1)]), D(L, [(L, 1)])]
+    routes = east_routes(W)
+    emu, stats = run(cfg, code, descs, routes, sram=2 * L)
+    i = cfg.issue_cycles
+    assert stats.cycles == (W - 1) * (lat(cfg, 1) + 2 * L + i) + 2 * i
+
+
+# The DSL collectives as compiled (defaults: issue = ramp = link = 1), from
+# their instruction paths (`tilegrid compile --emit asm`):
+#   shift:  li, beq, sendx at 2; li, beq, recv at 5; the west neighbour's first
+#           wavelet lands at 2 + lat(1) = 5; recv done at 5 + L; li, beq, wait,
+#           halt: L + 9.
+#   rotate: sendx at 0, recv at 1; tile 0's data comes W - 1 hops round the
+#           ring: done at lat(W - 1) + L; wait, halt: L + 2 + (W - 1) + 2.
+#   broadcast_row / broadcast_col from 0: li, bne, recv at 2; the root's sendx
+#           at 2 lands h hops away at 2 + 2 + h: done at 4 + h + L, halt:
+#           L + W + 4, that is L + W - 1 plus 5.
+DSL_CLOSED_FORMS = {
+    "shift(A, east)": (lambda W, L: L + 9, "row"),
+    "rotate(A, east)": (lambda W, L: L + 2 + (W - 1) + 2, "row"),
+    "broadcast_row(A, from = 0)": (lambda W, L: L + W + 4, "row"),
+    "broadcast_col(A, from = 0)": (lambda W, L: L + W + 4, "col"),
+    "shift(A, south)": (lambda W, L: L + 9, "col"),
+    "rotate(A, south)": (lambda W, L: L + 2 + (W - 1) + 2, "col"),
+}
+
+
+@pytest.mark.parametrize("expr", list(DSL_CLOSED_FORMS))
+@pytest.mark.parametrize("W,L", [(4, 64), (8, 256), (16, 32)])
+def test_dsl_collectives_meet_their_closed_forms_in_both_models(tmp_path, expr, W, L):
+    from tilegrid import api
+    formula, axis = DSL_CLOSED_FORMS[expr]
+    dist, grid = ("x", (W, 1)) if axis == "row" else ("y", (1, W))
+    path = tmp_path / "k.tg"
+    path.write_text(f"kernel k(A: f32[N] block({dist})) -> B: f32[N] block({dist}) {{ B = {expr} }}")
+    program = api.compile_kernel(str(path), grid, {"A": (W * L,)}).program
+    emu = Emulator(program, timing="cycle")
+    emu.load_inputs({"A": np.arange(W * L, dtype=np.float32)})
+    stats = emu.run()
+    assert stats.fast_cycles == formula(W, L)
+    assert stats.cycles == formula(W, L)  # the cycle-level model
