@@ -14,14 +14,23 @@ unpadded A and B, and prints:
   SCALE-Sim s  SCALE-Sim's reported time for the same simulation, where it reported one
                (6.8 s for 16x16 with 256^3, 387 s for 32x32 with 1024^3): constants quoted
                from SCALE-Sim, not measured here
+  piped        whether the program's fold loop is software-pipelined (double_buffer's two
+               halves of a and b, next fold's vectors received during the dot)
 
     python benchmarks/bench_systolic.py                    # the default cases
     python benchmarks/bench_systolic.py --large            # and 32x32 with 1024^3
     python benchmarks/bench_systolic.py --repeat 1 --json out.json
     python benchmarks/bench_systolic.py --case 8x8:64,64,64
+    python benchmarks/bench_systolic.py --pipelined        # double_buffer's rewrite, always
 
-All default cases fit the default 48 KiB per tile (the kernel keeps only its own
-blocks of A, B and C plus the staged edge vectors; see the kernel's header).
+compiler/driver.py takes double_buffer's rewrite only when it changes the number of buffers,
+and the fold loop's rewrite does not (each panel buffer is replaced by its two-half twin), so
+the compiled program runs the plain loop, about 3K cycles per fold. --pipelined compiles with
+the rewrite taken, as the driver means to when it fits (about 2K per fold: an injecting tile
+copies its vector into its own receive half, K cycles, and the others keep in step with it).
+
+All default cases fit the default 48 KiB per tile, pipelined or not (the kernel keeps
+only its own blocks of A, B and C plus the staged rows and columns; see the kernel's header).
 The cycle model is an estimate and is being revised; compare ratios, not
 absolute cycles, across versions.
 """
@@ -36,7 +45,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tilegrid import api
 from tilegrid.api import compile_kernel
+from tilegrid.compiler import driver
+from tilegrid.compiler.checker import check_kernel
+from tilegrid.compiler.passes import double_buffer
+from tilegrid.compiler.spatial_ir import format_ir
 from tilegrid.emulator import Emulator, MachineConfig
 from tilegrid.kernels.matmul_systolic_ref import folds, pad_inputs, reference
 
@@ -49,7 +63,7 @@ DEFAULT_CASES = [
     ((32, 32), (512, 512, 512)),
     ((16, 16), (100, 72, 64)),       # does not divide: padded to 112 x 80, 7 * 5 = 35 folds
 ]
-LARGE_CASE = ((32, 32), (1024, 1024, 1024))  # SCALE-Sim's large case (--large); 35 KiB per tile
+LARGE_CASE = ((32, 32), (1024, 1024, 1024))  # SCALE-Sim's large case (--large); 46 KiB per tile
 
 
 def scalesim_os_cycles(M: int, N: int, K: int, grid: tuple) -> int:
@@ -65,7 +79,21 @@ def parse_case(text: str):
     return (W, H), (M, N, K)
 
 
-def bench(grid: tuple, shape: tuple, repeat: int, sram_kib: int, seed: int = 0) -> dict:
+def compile_program(grid: tuple, shapes: dict, config: MachineConfig, pipelined: bool):
+    """(program, lowered IR text): as tilegrid compiles it, or with double_buffer's rewrite taken."""
+    if not pipelined:
+        compiled = compile_kernel("matmul_systolic", grid, shapes, {}, config)
+        return compiled.program, compiled.lowered
+    source, path = api.read_source("matmul_systolic")
+    machine = api.machine(grid, config)
+    own, table = driver.load_kernels(source, path)
+    spatial = check_kernel(own[-1], machine.width, machine.height, shapes, {}, table,
+                           max_ops=machine.sram_bytes // machine.instruction_bytes)
+    spatial, program = driver._lower_and_emit(double_buffer(spatial), machine, path)
+    return program, format_ir(spatial)
+
+
+def bench(grid: tuple, shape: tuple, repeat: int, sram_kib: int, seed: int = 0, pipelined: bool = False) -> dict:
     M, N, K = shape
     rng = np.random.default_rng(seed + M + N + K)
     A = rng.standard_normal((M, K)).astype(np.float32)
@@ -73,7 +101,7 @@ def bench(grid: tuple, shape: tuple, repeat: int, sram_kib: int, seed: int = 0) 
     Ap, Bp = pad_inputs(A, B, grid)
     config = MachineConfig(sram_bytes=sram_kib * 1024)
     t0 = time.perf_counter()
-    program = compile_kernel("matmul_systolic", grid, {"A": Ap.shape, "B": Bp.shape}, {}, config).program
+    program, lowered = compile_program(grid, {"A": Ap.shape, "B": Bp.shape}, config, pipelined)
     compile_s = time.perf_counter() - t0
 
     emu = Emulator(program)
@@ -98,7 +126,7 @@ def bench(grid: tuple, shape: tuple, repeat: int, sram_kib: int, seed: int = 0) 
         "folds": folds(M, N, grid), "cycles": int(stats.cycles), "scalesim_cycles": formula,
         "ratio": stats.cycles / formula, "emulate_s": min(times), "compile_s": compile_s,
         "scalesim_reported_s": SCALESIM_REPORTED_S.get((*grid, M, N, K)),
-        "bit_exact": exact, "sram_peak_bytes": int(stats.sram_peak_bytes),
+        "bit_exact": exact, "pipelined": "a%2" in lowered, "sram_peak_bytes": int(stats.sram_peak_bytes),
         "utilization": float(stats.utilization), "wavelets": int(stats.wavelets),
     }
 
@@ -111,6 +139,8 @@ def main(argv=None) -> int:
                     help="also run 32x32 with 1024^3, SCALE-Sim's large case (minutes per run)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per case, best taken (default 3)")
     ap.add_argument("--sram-kib", type=int, default=48, help="SRAM per tile (default 48, the machine's)")
+    ap.add_argument("--pipelined", action="store_true",
+                    help="compile with double_buffer's rewrite taken (see above)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     cases = [parse_case(c) for c in args.case] if args.case else list(DEFAULT_CASES)
@@ -119,17 +149,18 @@ def main(argv=None) -> int:
     print(f"{os.cpu_count()} cores, numpy {np.__version__}, {args.sram_kib} KiB SRAM per tile, "
           f"best of {args.repeat} warm runs")
     head = (f"{'grid':>6} {'M':>5} {'N':>5} {'K':>5} {'folds':>6} {'cycles':>10} {'SCALE-Sim':>10} "
-            f"{'ratio':>6} {'emulate s':>10} {'SCALE-Sim s':>12}  bit-exact")
+            f"{'ratio':>6} {'emulate s':>10} {'SCALE-Sim s':>12} {'piped':>5}  bit-exact")
     print(head)
     print("-" * len(head))
     rows = []
     for grid, shape in cases:
-        r = bench(grid, shape, args.repeat, args.sram_kib)
+        r = bench(grid, shape, args.repeat, args.sram_kib, pipelined=args.pipelined)
         rows.append(r)
         reported = f"{r['scalesim_reported_s']:.1f}" if r["scalesim_reported_s"] is not None else "-"
         note = f"  (padded to {r['padded'][0]}x{r['padded'][1]}x{r['padded'][2]})" if r["padded"] else ""
         print(f"{r['grid']:>6} {r['M']:>5} {r['N']:>5} {r['K']:>5} {r['folds']:>6} {r['cycles']:>10} "
-              f"{r['scalesim_cycles']:>10} {r['ratio']:>6.2f} {r['emulate_s']:>10.3f} {reported:>12}  "
+              f"{r['scalesim_cycles']:>10} {r['ratio']:>6.2f} {r['emulate_s']:>10.3f} {reported:>12} "
+              f"{'yes' if r['pipelined'] else 'no':>5}  "
               f"{'yes' if r['bit_exact'] else 'NO'}{note}", flush=True)
     print("SCALE-Sim s: SCALE-Sim's reported time for that simulation (quoted, not measured here).")
     if args.json:
