@@ -113,13 +113,20 @@ def _compile_quietly(source, path, config, input_shapes, params, entry) -> Compi
     spatial = check_kernel(kernel, config.width, config.height, input_shapes, params, table,
                            max_ops=config.sram_bytes // config.instruction_bytes)
     ir_text = format_ir(spatial)
-    buffered = double_buffer(copy.deepcopy(spatial))
-    try:  # double-buffered panels where they fit the SRAM, the plain loops where not
-        spatial, program = _lower_and_emit(buffered if len(buffered.buffers) != len(spatial.buffers) else spatial,
-                                           config, path)
-    except CompileError:
-        if len(buffered.buffers) == len(spatial.buffers):
-            raise
+    # Double buffering where the extra buffers fit the SRAM: both kinds of loop,
+    # else one kind, else the plain loops (whose errors are the ones to report).
+    names = [b.name for b in spatial.buffers]
+    program = None
+    for panels, rotations in ((True, True), (True, False), (False, True)):
+        buffered = double_buffer(copy.deepcopy(spatial), panels, rotations)
+        if [b.name for b in buffered.buffers] == names:
+            continue  # nothing to pipeline this way
+        try:
+            spatial, program = _lower_and_emit(buffered, config, path)
+            break
+        except CompileError:
+            continue
+    if program is None:
         spatial, program = _lower_and_emit(spatial, config, path)
     # the statement behind each instruction names its phase in --stats and traces
     source_lines = source.splitlines()

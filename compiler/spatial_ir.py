@@ -285,7 +285,8 @@ class BroadcastStart(Op):        # a Broadcast's transfer begins on a stream slo
     dst: View
     src: View
     root: IExpr
-    slot: int
+    slot: int                    # the send at the root, the receive elsewhere
+    self_slot: int               # the root receiving its own send into dst
 
 
 @dataclass
@@ -294,6 +295,7 @@ class BroadcastFinish(Op):       # ... and is complete once this tile's part in 
     dst: View
     src: View
     slot: int
+    self_slot: int
 
 
 @dataclass

@@ -427,7 +427,7 @@ def _check_routes(prog) -> None:
         off_grid = (routes & (1 << p)).astype(bool) & no_neighbour[p][:, None, None]
         _first_route(prog, off_grid, f"sends off the grid to the {PORT_NAMES[p]}")
     back = np.zeros(routes.shape, dtype=bool)
-    for p in range(5):
+    for p in range(4):  # RAMP -> RAMP is allowed: a sender that receives its own send (hop 0)
         back[:, :, p] = (routes[:, :, p] >> p & 1).astype(bool)
     _first_route(prog, back, "sends a wavelet back out the port it came in on")
     x_to_y = np.zeros(routes.shape, dtype=bool)

@@ -29,11 +29,13 @@ from ..spatial_ir import (Broadcast, BroadcastFinish, BroadcastStart, Buffer, IB
 from .allocate_sram import op_views
 
 PANEL_SLOTS = (2, 3)  # stream slots for the panels in flight (lower_collectives uses 0 and 1 in-line)
+SELF_SLOTS = (0, 1)   # a panel's root receiving its own send (the loop body has no other collectives)
 ROTATION_SLOTS = ((0, 1), (2, 3))  # (send, receive) slots of up to two rotations in flight
 
 
-def double_buffer(k: SpatialKernel) -> SpatialKernel:
-    k.body = _rewrite(k.body, k)
+def double_buffer(k: SpatialKernel, panels: bool = True, rotations: bool = True) -> SpatialKernel:
+    """panels: pipeline broadcast loops (SUMMA); rotations: start in-place rotations early (Cannon)."""
+    k.body = _rewrite(k.body, k, panels, rotations)
     return k
 
 
@@ -56,15 +58,15 @@ def _writes(op) -> set:
     return out
 
 
-def _rewrite(ops, k):
+def _rewrite(ops, k, panels, rotations):
     out = []
     for op in ops:
         if isinstance(op, Loop):
-            op.body = _rewrite(op.body, k)
-            out.extend(_pipeline(op, k) or [_rotate_ahead(op, k) or op])
+            op.body = _rewrite(op.body, k, panels, rotations)
+            out.extend((panels and _pipeline(op, k)) or [(rotations and _rotate_ahead(op, k)) or op])
         elif isinstance(op, IfTile):
-            op.then = _rewrite(op.then, k)
-            op.orelse = _rewrite(op.orelse, k)
+            op.then = _rewrite(op.then, k, panels, rotations)
+            op.orelse = _rewrite(op.orelse, k, panels, rotations)
             out.append(op)
         else:
             out.append(op)
@@ -112,13 +114,13 @@ def _pipeline(loop: Loop, k):
 
     def start(b: Broadcast, p, which, slot):
         return BroadcastStart(b.axis, half(b.dst, which), _subst_view(b.src, loop.var, p),
-                              _subst(b.root, loop.var, p), slot, span=b.span)
+                              _subst(b.root, loop.var, p), slot, SELF_SLOTS[PANEL_SLOTS.index(slot)], span=b.span)
 
     current = IBin("%", var, IConst(2))
     following = IBin("%", IBin("+", var, IConst(1)), IConst(2))
     prologue = [start(b, IConst(loop.lo), IConst(0), slot) for b, slot in zip(panels, PANEL_SLOTS)]
-    finish = [BroadcastFinish(b.axis, half(b.dst, current), b.src, slot, span=b.span)
-              for b, slot in zip(panels, PANEL_SLOTS)]
+    finish = [BroadcastFinish(b.axis, half(b.dst, current), b.src, slot, self_slot, span=b.span)
+              for b, slot, self_slot in zip(panels, PANEL_SLOTS, SELF_SLOTS)]
     ahead = IfTile(ICmp("<", var, IConst(loop.hi - 1)),
                    [start(b, IBin("+", var, IConst(1)), following, slot) for b, slot in zip(panels, PANEL_SLOTS)],
                    [], span=loop.span)

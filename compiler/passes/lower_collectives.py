@@ -62,7 +62,7 @@ def _lower(ops, k, temps):
             out.extend(_broadcast_start(op, k))
         elif isinstance(op, BroadcastFinish):
             if _size(k, op.axis) > 1:
-                out.append(Wait(op.slot, [op.src, op.dst], span=op.span))
+                out += [Wait(op.slot, [op.src, op.dst], span=op.span), Wait(op.self_slot, [op.dst], span=op.span)]
         elif isinstance(op, Shift):
             out.extend(_shift(op, k, temps))
         elif isinstance(op, (ShiftStart, ShiftFinish)):
@@ -97,11 +97,15 @@ def _broadcast(op: Broadcast, k):
 
 
 def _broadcast_start(op: BroadcastStart, k):
-    """A broadcast whose receive (or, at the root, send) runs on op.slot until its BroadcastFinish."""
+    """A broadcast whose receive (or, at the root, send) runs on op.slot until its
+    BroadcastFinish. The root takes its own copy from the fabric on op.self_slot
+    (a route from its RAMP back to its RAMP), so its core does not spend L cycles
+    copying while the others' panels arrive."""
     if _size(k, op.axis) == 1:
         return _copy_unless_same(op.dst, op.src, op.span)
-    stream = f"{op.axis}_bcast"
-    root = [Send(stream, op.src, slot=op.slot, span=op.span)] + _copy_unless_same(op.dst, op.src, op.span)
+    stream = f"{op.axis}_bcast_self"
+    root = [Send(stream, op.src, slot=op.slot, span=op.span),
+            Recv(stream, op.dst, slot=op.self_slot, span=op.span)]
     return [IfTile(ICmp("==", _coord(op.axis), op.root), root, [Recv(stream, op.dst, slot=op.slot, span=op.span)],
                    span=op.span)]
 

@@ -41,11 +41,13 @@ def pattern_routes(name: str, width: int, height: int) -> np.ndarray:
     has = {PORT_E: x < width - 1, PORT_W: x > 0, PORT_S: y < height - 1, PORT_N: y > 0}
     bit = {p: np.where(h, 1 << p, 0) for p, h in has.items()}
     table = np.zeros((width * height, 5), dtype=np.int64)
-    if name in ("row_bcast", "col_bcast"):
-        a, b = (PORT_W, PORT_E) if name == "row_bcast" else (PORT_N, PORT_S)
+    if name in ("row_bcast", "col_bcast", "row_bcast_self", "col_bcast_self"):
+        a, b = (PORT_W, PORT_E) if name.startswith("row") else (PORT_N, PORT_S)
         table[:, a] = bit[b] | R       # arriving from one side: pass on and deliver
         table[:, b] = bit[a] | R
-        table[:, PORT_RAMP] = bit[a] | bit[b]
+        # _self: the sender gets its own wavelets too (RAMP -> RAMP), so it fills its own
+        # copy from the fabric while its core computes, instead of copying
+        table[:, PORT_RAMP] = bit[a] | bit[b] | (R if name.endswith("_self") else 0)
     elif name in ("east", "west", "south", "north"):
         out = {"east": PORT_E, "west": PORT_W, "south": PORT_S, "north": PORT_N}[name]
         back = {PORT_E: PORT_W, PORT_W: PORT_E, PORT_S: PORT_N, PORT_N: PORT_S}[out]
