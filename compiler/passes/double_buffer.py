@@ -17,6 +17,9 @@ before the compute instead: the blocks stream out to the neighbours and the
 neighbours' blocks land in temporaries while the compute reads the old ones,
 and the temporaries are copied in after it.
 
+Two broadcasts in a row along different axes (a row and a column all-gather
+staged together) run at the same time: both start, then both finish.
+
 Values are unchanged: the compute reads the same blocks it read before, in
 the same order. The driver compiles without this pass when the extra buffers
 do not fit the SRAM.
@@ -36,6 +39,8 @@ ROTATION_SLOTS = ((0, 1), (2, 3))  # (send, receive) slots of up to two rotation
 def double_buffer(k: SpatialKernel, panels: bool = True, rotations: bool = True) -> SpatialKernel:
     """panels: pipeline broadcast loops (SUMMA); rotations: start in-place rotations early (Cannon)."""
     k.body = _rewrite(k.body, k, panels, rotations)
+    if panels:
+        k.body = _pair_all(k.body)
     return k
 
 
@@ -70,6 +75,37 @@ def _rewrite(ops, k, panels, rotations):
             out.append(op)
         else:
             out.append(op)
+    return out
+
+
+def _pair_all(ops):
+    """_overlap_pairs on every op list, after the loops have been pipelined."""
+    for op in ops:
+        if isinstance(op, Loop):
+            op.body = _pair_all(op.body)
+        elif isinstance(op, IfTile):
+            op.then = _pair_all(op.then)
+            op.orelse = _pair_all(op.orelse)
+    return _overlap_pairs(ops)
+
+
+def _overlap_pairs(ops):
+    """[row broadcast, column broadcast] with nothing in common -> start both, finish both."""
+    out, i = [], 0
+    while i < len(ops):
+        a, b = ops[i], ops[i + 1] if i + 1 < len(ops) else None
+        if isinstance(a, Broadcast) and isinstance(b, Broadcast) and a.axis != b.axis:
+            buffers = [a.dst.buffer, a.src.buffer, b.dst.buffer, b.src.buffer]
+            if a.dst.buffer not in buffers[1:] and b.dst.buffer not in (a.src.buffer, b.src.buffer):
+                pair = list(zip((a, b), PANEL_SLOTS, SELF_SLOTS))
+                out += [BroadcastStart(o.axis, o.dst, o.src, o.root, slot, self_slot, span=o.span)
+                        for o, slot, self_slot in pair]
+                out += [BroadcastFinish(o.axis, o.dst, o.src, slot, self_slot, span=o.span)
+                        for o, slot, self_slot in pair]
+                i += 2
+                continue
+        out.append(a)
+        i += 1
     return out
 
 
