@@ -187,7 +187,7 @@ def test_compile_emit_asm(capsys):
     assert out.startswith("; tilegrid program matmul on 2x2 tiles")
     assert "region matmul: tiles x[0,2) y[0,2)" in out
     mnemonics = {line.split()[1] for line in out.splitlines() if line[:6].strip().isdigit()}
-    assert {"sendx", "wait", "recv", "mmac", "vfill", "halt"} <= mnemonics
+    assert {"sendx", "recvx", "wait", "mmac", "vfill", "halt"} <= mnemonics
 
 
 def test_compile_default_emit_is_asm(capsys):
@@ -200,8 +200,8 @@ def test_compile_emit_routes(capsys):
     rc, out, err = cli(capsys, *COMPILE, "--emit", "routes")
     assert rc == 0, err
     assert out.startswith("routes on 2x2 tiles, 2 colors")
-    assert "color 0 row_bcast:" in out and "color 1 col_bcast:" in out
-    # On a 2x2 grid the west column's row broadcast goes east, and back.
+    assert "color 0 row_bcast_self:" in out and "color 1 col_bcast_self:" in out  # double-buffered SUMMA
+    # On a 2x2 grid the west column's row broadcast goes east (and to the sender itself), and back.
     assert "RAMP->E" in out and "W->RAMP" in out
     assert "RAMP->S" in out and "N->RAMP" in out
 

@@ -219,3 +219,17 @@ def test_transfer_latency_grows_with_hops():
     clocks = emu.state.clock
     assert all(clocks[x + 1] > clocks[x] for x in range(1, W - 1))
     assert stats.cycles >= 16 + (W - 1)
+
+
+def test_a_sender_can_receive_its_own_broadcast():
+    # row_bcast_self routes RAMP -> E+W+RAMP: the root's own queue gets the
+    # message too (hop 0), which the compiler uses instead of a local copy.
+    W = 3
+    routes = pattern_routes("row_bcast_self", W, 1)[:, None, :]
+    init = np.arange(64, dtype=np.float32)
+    progs = {0: [I(isa.SENDX, 0, 0, 0), I(isa.RECV, 0, 1), I(isa.WAIT, 0)],
+             1: [I(isa.RECV, 0, 1)], 2: [I(isa.RECV, 0, 1)]}
+    emu, stats = run(W, 1, progs, [D(0, [(20, 1)]), D(32, [(20, 1)])], routes, init=init)
+    for t in range(W):
+        assert_bits_equal(emu.state.mem[t, 32:52], init[0:20])
+    assert stats.wavelets == 20 and stats.undelivered_wavelets == 0

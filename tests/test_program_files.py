@@ -180,32 +180,31 @@ def raw_header(data: bytes):
 
 
 INT_MAX, INT_MIN = 2**31 - 1, -2**31
-# The base program (matmul, 2x2 grid, 8x8 inputs): 17 instructions, 5 descriptors
-# [32 -1 1 0 1 0 4 4 4 1] ..., an 80-word plan, 2 colors, 16 registers.
-# Instruction 0 is vfill d0, 3 is sendx color0, 6 is jmp, 10 is vcopy d4, d3, 16 is halt.
+# The base program (matmul, 2x2 grid, 8x8 inputs, double-buffered panels): 51 instructions,
+# 8 descriptors [32 -1 1 0 1 0 4 4 4 1] ..., a 112-word plan, 2 colors, 16 registers.
+# Instruction 0 is vfill d0, 3 is sendx color0, 5 is jmp, 48 is mmac d0, d5, d7, 50 is halt.
 TAMPERS = {
     "extent_negative": (set_array("descs", 0, 2, -5), "extent -5 in dimension 0; extents must be at least 1"),
-    "extent_huge": (set_array("descs", 0, 8, INT_MAX), "walks 8589934588 elements, more than the 80 words"),
+    "extent_huge": (set_array("descs", 0, 8, INT_MAX), "walks 8589934588 elements, more than the 112 words"),
     "stride_makes_address_negative": (set_array("descs", 0, 9, -100),
-                                      "reaches words [-268, 44], outside the 80-word SRAM plan"),
+                                      "reaches words [-268, 44], outside the 112-word SRAM plan"),
     "extent_times_stride_overflows_int64": (set_descriptor(0, [0, -1] + [INT_MAX] * 8), "elements, more than"),
     "static_reach_beyond_int32": (set_descriptor(0, [0, -1] + [2, INT_MAX] * 4), "reaches words [0, 8589934588]"),
     "register_descriptor_spans_int32": (set_descriptor(0, [0, 2] + [2, INT_MIN] * 4), "spans 8589934593 words"),
     "base_register_out_of_range": (set_array("descs", 0, 1, 16), "base register r16 out of range"),
     "base_register_below_none": (set_array("descs", 0, 1, -2), "base register r-2 out of range"),
     "opcode_unknown": (set_array("code", 0, 0, 99), "instruction 0: unknown opcode 99"),
-    "branch_target_out_of_range": (set_array("code", 6, 1, 1000),
-                                   "instruction 6 (jmp): branch target 1000 out of range (instructions 0..16"),
-    "branch_target_negative": (set_array("code", 6, 1, -1), "branch target -1 out of range"),
+    "branch_target_out_of_range": (set_array("code", 5, 1, 1000),
+                                   "instruction 5 (jmp): branch target 1000 out of range (instructions 0..50"),
+    "branch_target_negative": (set_array("code", 5, 1, -1), "branch target -1 out of range"),
     "register_operand_out_of_range": (set_array("code", 1, 1, 16), "register operand r16 out of range"),
     "color_out_of_range": (set_array("code", 3, 1, 2), "instruction 3 (sendx): color operand 2 out of range "
                                                        "(program routes 2 colors)"),
-    "unused_field_set": (set_array("code", 16, 3, 7), "instruction 16 (halt): unused operand field 3 must be 0"),
-    "operand_extents_differ": (set_array("descs", 4, 8, 2), "instruction 10 (vcopy): operand descriptors"),
+    "unused_field_set": (set_array("code", 50, 3, 7), "instruction 50 (halt): unused operand field 3 must be 0"),
+    "operand_extents_differ": (set_array("descs", 7, 6, 2), "instruction 48 (mmac): "),
     "routes_bit_0x20": (set_route(0, 0, 4, 0x20), "sets bits beyond the five ports"),
     "routes_off_grid": (set_route(0, 0, 4, 1), "sends off the grid to the N"),
     "routes_u_turn": (set_route(1, 0, 3, 8), "tile (1,0) W->W+RAMP sends a wavelet back out the port it came in on"),
-    "routes_ramp_to_ramp": (set_route(0, 0, 4, 16), "RAMP->E+RAMP sends a wavelet back out the port"),
     "routes_not_dimension_ordered": (lambda a, h: (set_route(1, 0, 3, 4)(a, h), set_route(2, 0, 0, 2)(a, h)),
                                      "turn both from x to y (tile (1,0) W->S+RAMP) and from y to x"),
     "routes_shape_wrong": (replace_array("routes", lambda r: r[:, :, :4].copy()),
@@ -214,7 +213,7 @@ TAMPERS = {
                                "program uses 30 colors but the machine has 24"),
     "fimm_empty": (replace_array("fimm", lambda f: f[:0]), "float-immediate operand 0 out of range (program has 0"),
     "code_float64": (replace_array("code", lambda c: c.astype(np.float64)), "code must be int32 [n, 6], got float64"),
-    "code_3d": (replace_array("code", lambda c: c[None]), "code must be int32 [n, 6], got int32 of shape (1, 17, 6)"),
+    "code_3d": (replace_array("code", lambda c: c[None]), "code must be int32 [n, 6], got int32 of shape (1, 51, 6)"),
     "code_big_endian": (replace_array("code", lambda c: c.astype(">i4")), "code must be int32 [n, 6], got >i4"),
     "code_object_pickled": (replace_array("code", lambda c: np.array([None, 1], dtype=object)),
                             "has dtype object; program arrays hold plain integers or floats"),
@@ -235,7 +234,7 @@ TAMPERS = {
     "region_extra_field": (set_field("regions.0.color", 1), "regions[0] has an unknown field 'color'"),
     "no_region": (set_field("regions", []), "program has no code region"),
     "buffer_kind": (set_field("buffers.0.kind", "magic"), "buffer 0 (A): kind must be one of"),
-    "buffer_outside_plan": (set_field("buffers.0.addr", 79), "buffer 0 (A): words [79, 95) lie outside"),
+    "buffer_outside_plan": (set_field("buffers.0.addr", 111), "buffer 0 (A): words [111, 127) lie outside"),
     "config_registers_1e9": (set_field("config.registers", 10**9),
                              "config: machine parameter registers must be an integer in 2..256, got 1000000000"),
     "config_bool": (set_field("config.width", True), "machine parameter width must be a positive integer, got True"),
@@ -282,12 +281,12 @@ def test_untouched_copy_loads_and_runs(base_file, tmp_path, inputs):
 
 
 def test_tampered_program_through_the_cli(base_file, tmp_path, capsys):
-    path = tampered(base_file, tmp_path / "bad.tgp", set_array("code", 0, 1, 5))
+    path = tampered(base_file, tmp_path / "bad.tgp", set_array("code", 0, 1, 8))
     np.savez(tmp_path / "in.npz", A=np.ones((8, 8), np.float32), B=np.ones((8, 8), np.float32))
     rc, out, err = cli(capsys, "run", path, "--inputs", tmp_path / "in.npz")
     line = assert_one_error(rc, err)
-    assert line == (f"tilegrid: error: {path}: instruction 0 (vfill): descriptor operand 5 out of range "
-                    "(program has 5 descriptors)")
+    assert line == (f"tilegrid: error: {path}: instruction 0 (vfill): descriptor operand 8 out of range "
+                    "(program has 8 descriptors)")
 
 
 # -------------------------------------------------------------- the archive
