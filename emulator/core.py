@@ -32,7 +32,7 @@ SEND, RECV, SENDX, RECVX, WAIT = isa.SEND, isa.RECV, isa.SENDX, isa.RECVX, isa.W
 BLOCKING_SLOT, STREAM_SLOTS = isa.BLOCKING_SLOT, isa.STREAM_SLOTS
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _busy_slot(streams, t):
     """A slot still moving wavelets, or -1 (halt waits for the tile's streams)."""
     for s in range(STREAM_SLOTS):

@@ -97,7 +97,7 @@ def trace_route(routes, width, height, src, color, scratch):
     return nd, nl
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _popcount(v):
     n = 0
     while v:
@@ -143,7 +143,7 @@ def _mark_links(streams, links, routes, width, height, descs, timing, mark):
                 links.users[lt, ld] |= bit
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _crossing(idx, alone_from, alone, shared_from, share):
     """Cycle at which wavelet idx of a chunk crosses its busiest link: the first
     `alone` wavelets one per cycle from alone_from, then one every `share`

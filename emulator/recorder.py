@@ -9,7 +9,7 @@ from numba import njit
 from .state import PH_BLOCKED, PH_INSTRUCTIONS
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def record(rec, t, kind, start, end, a, b):
     """Append one event for tile t if it is traced; n_events counts what did not fit too."""
     row = rec.trace_row[t]
@@ -22,7 +22,7 @@ def record(rec, t, kind, start, end, a, b):
     rec.n_events[row] = n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def account(rec, t, pc, column, cycles, start, end):
     """Charge cycles to the kernel-call phase of instruction pc on tile t
     (a phase_of_pc of length 0 turns this off: --timing off)."""

@@ -11,7 +11,7 @@ from .state import PH_BLOCKED, SL_COMPLETE, SL_IDLE, SL_SENDING, ST_RUN, ST_WAIT
 from .trace_events import EV_BLOCKED, EV_RECV, EV_SEND
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def resume_after(tiles, streams, rec, t, slot, clk, when, pc, peer):
     """The core of tile t, stopped at cycle clk, goes on at `when` (if later):
     the gap is time blocked on the fabric, charged to instruction pc's phase."""
@@ -29,7 +29,7 @@ def resume_after(tiles, streams, rec, t, slot, clk, when, pc, peer):
     return when
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def complete_stream(tiles, streams, rec, t, slot, when, peer):
     """Slot `slot` of tile t finished at cycle `when` (the cycle after its last wavelet)."""
     color = streams.color[t, slot]

@@ -27,43 +27,43 @@ from numba import njit
 # analysis; clocks still advance, so benchmarks can measure what the detail costs.
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def vector_cycles(timing, n):
     return timing[T_ISSUE] + (n + timing[T_VECTOR_LANES] - 1) // timing[T_VECTOR_LANES]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def special_cycles(timing, n):
     """div, sqrt, exp and tanh: a multi-cycle routine per element."""
     return timing[T_ISSUE] + n * timing[T_SPECIAL]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mmac_cycles(timing, m, n, k):
     work = m * n * k
     return timing[T_ISSUE] + (work + timing[T_FMAC_LANES] - 1) // timing[T_FMAC_LANES]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def stream_latency(timing, hops):
     """Cycles from a wavelet's injection to its landing in a receiver's queue."""
     return 2 * timing[T_RAMP] + hops * timing[T_LINK]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def link_offset(timing, hop):
     """Cycles from injection until a wavelet crosses the link leaving hop `hop`."""
     return timing[T_RAMP] + hop * timing[T_LINK]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fabric_capacity(timing, hops):
     """Wavelets of one stream the fabric holds before the receiver takes any:
     its queue plus one router buffer at each router on the path."""
     return timing[T_QUEUE] + (hops + 1) * timing[T_ROUTER_BUFFER]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def backpressure_delay(timing, hops):
     """Cycles from a receiver freeing a queue slot to the sender injecting into it:
     room travels back one router per cycle (a link or ramp reserves the next
