@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("run", "demo", "sweep") and sys.stderr.isatty() and cache_is_cold():
-        print("tilegrid: compiling the emulator core; this happens once and takes about 30 s",
+        print("tilegrid: compiling the emulator core; this happens once and takes about a minute",
               file=sys.stderr, flush=True)
     try:
         # Numbers follow IEEE f32 (inf, NaN) without numpy's warnings on the terminal.
