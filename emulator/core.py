@@ -14,6 +14,7 @@ from numba import njit, prange
 from . import isa
 from .budget import B_CYCLES, B_INSTRUCTIONS, B_SLICE_CYCLES, B_SLICE_INSTRUCTIONS
 from .recorder import account, record
+from .scalar_ops import scalar_step
 from .state import (FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC, PH_COMPUTE, PH_SCALAR,
                     SL_COMPLETE, SL_IDLE, SL_RECEIVING, SL_SENDING, ST_FAULT, ST_HALT, ST_RUN, ST_WAIT)
 from .stream_slots import resume_after
@@ -22,9 +23,7 @@ from .trace_events import EV_MMAC, EV_SCALAR, EV_VECTOR
 from .vector_ops import (desc_base, desc_in_bounds, desc_len, matmac, scatter, vec_binary, vec_fill,
                          vec_fmac, vec_mask, vec_unary)
 
-HALT, LI, ADDI, MULI, DIVI, MODI = isa.HALT, isa.LI, isa.ADDI, isa.MULI, isa.DIVI, isa.MODI
-ADD, SUB, MUL, DIV, MOD, MINR, MAXR = isa.ADD, isa.SUB, isa.MUL, isa.DIV, isa.MOD, isa.MINR, isa.MAXR
-JMP, BEQ, BNE, BLT, BGE, LOOP = isa.JMP, isa.BEQ, isa.BNE, isa.BLT, isa.BGE, isa.LOOP
+HALT = isa.HALT
 VFILL, VCOPY, VSCALE, VFMAC, MMAC = isa.VFILL, isa.VCOPY, isa.VSCALE, isa.VFMAC, isa.MMAC
 VADD, VMIN, VDIV, VSQRT, VEXP, VTANH = isa.VADD, isa.VMIN, isa.VDIV, isa.VSQRT, isa.VEXP, isa.VTANH
 VMASK = isa.VMASK
@@ -103,52 +102,12 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
             done_here += 1
             account(rec, t, p, PH_SCALAR, issue, clk, clk + issue)
             clk += issue
-            nxt = p + 1
-            if op == LI:
-                r[a] = b
-            elif op == ADDI:
-                r[a] = r[b] + c
-            elif op == MULI:
-                r[a] = r[b] * c
-            elif op == DIVI or op == MODI or op == DIV or op == MOD:
-                den = c if (op == DIVI or op == MODI) else r[c]
-                if den == 0:
-                    tiles.status[t] = ST_FAULT
-                    tiles.fault[t] = FAULT_DIVIDE
-                    break
-                if op == DIVI or op == DIV:
-                    r[a] = r[b] // den
-                else:
-                    r[a] = r[b] % den
-            elif op == ADD:
-                r[a] = r[b] + r[c]
-            elif op == SUB:
-                r[a] = r[b] - r[c]
-            elif op == MUL:
-                r[a] = r[b] * r[c]
-            elif op == MINR:
-                r[a] = min(r[b], r[c])
-            elif op == MAXR:
-                r[a] = max(r[b], r[c])
-            elif op == JMP:
-                nxt = a
-            elif op == BEQ:
-                if r[a] == r[b]:
-                    nxt = c
-            elif op == BNE:
-                if r[a] != r[b]:
-                    nxt = c
-            elif op == BLT:
-                if r[a] < r[b]:
-                    nxt = c
-            elif op == BGE:
-                if r[a] >= r[b]:
-                    nxt = c
-            elif op == LOOP:
-                r[a] += 1
-                if r[a] < b:
-                    nxt = c
-            p = nxt
+            target, ok = scalar_step(op, a, b, c, r)
+            if not ok:
+                tiles.status[t] = ST_FAULT
+                tiles.fault[t] = FAULT_DIVIDE
+                break
+            p = target if target >= 0 else p + 1
             continue
         if op >= SEND:  # streams: the issue cycle counts as scalar work
             if op == WAIT:

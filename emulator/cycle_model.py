@@ -120,6 +120,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import isa
+from .scalar_ops import scalar_step
 from .timing import (T_ISSUE, T_LINK, T_QUEUE, T_RAMP, T_ROUTER_BUFFER, mmac_cycles, special_cycles,
                      vector_cycles)
 from .vector_ops import desc_base, desc_in_bounds, desc_len
@@ -203,56 +204,6 @@ def _wrap(k, n):
 
 
 # ------------------------------------------------------------------ the core
-@njit(cache=True)
-def _scalar(op, a, b, c, r):
-    """One scalar or control instruction, exactly as core.py runs it. Returns
-    (branch target or -1 to fall through, False on a division by zero)."""
-    nxt = -1
-    if op == LI:
-        r[a] = b
-    elif op == ADDI:
-        r[a] = r[b] + c
-    elif op == MULI:
-        r[a] = r[b] * c
-    elif op == DIVI or op == MODI or op == DIV or op == MOD:
-        den = c if (op == DIVI or op == MODI) else r[c]
-        if den == 0:
-            return nxt, False
-        if op == DIVI or op == DIV:
-            r[a] = r[b] // den
-        else:
-            r[a] = r[b] % den
-    elif op == ADD:
-        r[a] = r[b] + r[c]
-    elif op == SUB:
-        r[a] = r[b] - r[c]
-    elif op == MUL:
-        r[a] = r[b] * r[c]
-    elif op == MINR:
-        r[a] = min(r[b], r[c])
-    elif op == MAXR:
-        r[a] = max(r[b], r[c])
-    elif op == JMP:
-        nxt = a
-    elif op == BEQ:
-        if r[a] == r[b]:
-            nxt = c
-    elif op == BNE:
-        if r[a] != r[b]:
-            nxt = c
-    elif op == BLT:
-        if r[a] < r[b]:
-            nxt = c
-    elif op == BGE:
-        if r[a] >= r[b]:
-            nxt = c
-    elif op == LOOP:
-        r[a] += 1
-        if r[a] < b:
-            nxt = c
-    return nxt, True
-
-
 @njit(cache=True)
 def _vector_cost(op, a, b, c, descs, r, words, timing):
     """Cycles of a vector or mmac instruction, or -1 when an operand leaves the SRAM plan
@@ -405,7 +356,7 @@ def _advance_core(i, now, prog, core, streams, stack, words, limits, ctl):
             ctl[C_RUNNING] -= 1
             break
         if op < VFILL:
-            target, ok = _scalar(op, a, b, c, r)
+            target, ok = scalar_step(op, a, b, c, r)
             if not ok:
                 fault = F_DIVIDE
                 break

@@ -13,7 +13,7 @@ import pytest
 from conftest import build_program
 from tilegrid.compiler.passes.route_streams import pattern_routes
 from tilegrid.emulator import Emulator, MachineConfig, isa
-from tilegrid.emulator.isa import PORT_E, PORT_RAMP, PORT_W, descriptor as D, instr as I
+from tilegrid.emulator.isa import descriptor as D, instr as I
 from tilegrid.emulator.trace_events import EV_RECV, EV_SEND
 
 MACHINES = [MachineConfig(width=2, height=1),
