@@ -51,6 +51,8 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
     trace event, so that tracing a loop costs one record per vector op."""
     m = tiles.mem[t]
     r = tiles.regs[t]
+    trace_row, events, n_events = rec.trace_row, rec.events, rec.n_events  # arrays for the helpers
+    phase_of_pc, phase_acc, phase_span = rec.phase_of_pc, rec.phase_acc, rec.phase_span
     words = m.shape[0]
     fifo = queues.fifo
     Q = fifo.shape[2]
@@ -93,14 +95,14 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
                 tiles.wait_slot[t] = busy_slot
                 tiles.wait_pc[t] = p
                 break
-            account(rec, t, p, PH_SCALAR, issue, clk, clk + issue)
+            account(phase_of_pc, phase_acc, phase_span, t, p, PH_SCALAR, issue, clk, clk + issue)
             clk += issue
             tiles.status[t] = ST_HALT
             done_here += 1
             break
         if op < VFILL:  # scalar: integer registers and control flow
             done_here += 1
-            account(rec, t, p, PH_SCALAR, issue, clk, clk + issue)
+            account(phase_of_pc, phase_acc, phase_span, t, p, PH_SCALAR, issue, clk, clk + issue)
             clk += issue
             target, ok = scalar_step(op, a, b, c, r)
             if not ok:
@@ -113,7 +115,7 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
             if op == WAIT:
                 kind = streams.kind[t, a]
                 if kind == SL_SENDING or kind == SL_RECEIVING:
-                    account(rec, t, p, PH_SCALAR, issue, clk, clk + issue)
+                    account(phase_of_pc, phase_acc, phase_span, t, p, PH_SCALAR, issue, clk, clk + issue)
                     clk += issue
                     done_here += 1
                     tiles.status[t] = ST_WAIT
@@ -121,13 +123,14 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
                     tiles.wait_pc[t] = p
                     p += 1
                     break
-                account(rec, t, p, PH_SCALAR, issue, clk, clk + issue)
+                account(phase_of_pc, phase_acc, phase_span, t, p, PH_SCALAR, issue, clk, clk + issue)
                 clk += issue
                 done_here += 1
                 if kind == SL_COMPLETE:
                     if clk > run_start:
-                        record(rec, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
-                    clk = resume_after(tiles, streams, rec, t, a, clk, streams.time[t, a], p, -1)
+                        record(trace_row, events, n_events, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
+                    clk = resume_after(tiles.blocked, trace_row, events, n_events, phase_of_pc, phase_acc, phase_span,
+                                   t, a, clk, streams.time[t, a], p, -1)
                     run_start = clk
                     run_pc = p + 1
                     run_n0 = done_here
@@ -152,12 +155,13 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
             if kind == SL_COMPLETE and streams.time[t, slot] > clk:
                 # the slot's last stream finished after this cycle: the new one issues then
                 if clk > run_start:
-                    record(rec, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
-                clk = resume_after(tiles, streams, rec, t, slot, clk, streams.time[t, slot], p, -1)
+                    record(trace_row, events, n_events, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
+                clk = resume_after(tiles.blocked, trace_row, events, n_events, phase_of_pc, phase_acc, phase_span,
+                                   t, slot, clk, streams.time[t, slot], p, -1)
                 run_start = clk
                 run_pc = p
                 run_n0 = done_here
-            account(rec, t, p, PH_SCALAR, issue, clk, clk + issue)
+            account(phase_of_pc, phase_acc, phase_span, t, p, PH_SCALAR, issue, clk, clk + issue)
             streams.color[t, slot] = a
             streams.desc[t, slot] = b
             streams.base[t, slot] = base
@@ -197,8 +201,9 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
             if slot == BLOCKING_SLOT:
                 if streams.kind[t, slot] == SL_COMPLETE:  # a recv the queue satisfied
                     if clk > run_start:
-                        record(rec, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
-                    clk = resume_after(tiles, streams, rec, t, slot, clk, streams.time[t, slot], p - 1, -1)
+                        record(trace_row, events, n_events, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
+                    clk = resume_after(tiles.blocked, trace_row, events, n_events, phase_of_pc, phase_acc, phase_span,
+                                   t, slot, clk, streams.time[t, slot], p - 1, -1)
                     streams.kind[t, slot] = SL_IDLE
                     run_start = clk
                     run_pc = p
@@ -248,12 +253,12 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
             elif op >= VADD and op <= VMIN:
                 vec_binary(m, op, descs, a, b, c, bd, ba, bb)
         if clk > run_start:
-            record(rec, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
+            record(trace_row, events, n_events, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
         if op == MMAC:
-            record(rec, t, EV_MMAC, clk, clk + cost, p, descs[a, 6] * descs[a, 8] * descs[b, 8])
+            record(trace_row, events, n_events, t, EV_MMAC, clk, clk + cost, p, descs[a, 6] * descs[a, 8] * descs[b, 8])
         else:
-            record(rec, t, EV_VECTOR, clk, clk + cost, p, op)
-        account(rec, t, p, PH_COMPUTE, cost, clk, clk + cost)
+            record(trace_row, events, n_events, t, EV_VECTOR, clk, clk + cost, p, op)
+        account(phase_of_pc, phase_acc, phase_span, t, p, PH_COMPUTE, cost, clk, clk + cost)
         clk += cost
         work += cost - issue
         done_here += 1
@@ -262,7 +267,7 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
         run_pc = p
         run_n0 = done_here
     if clk > run_start:
-        record(rec, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
+        record(trace_row, events, n_events, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
     tiles.pc[t] = p
     tiles.clock[t] = clk
     tiles.busy[t] = work

@@ -31,10 +31,10 @@ from numba import njit, prange
 
 from .isa import OPPOSITE, PORT_RAMP, STREAM_SLOTS
 from .recorder import record
-from .state import SL_SENDING
-from .stream_slots import complete_stream
+from .state import SL_IDLE, SL_SENDING, ST_RUN, ST_WAIT
+from .stream_slots import close_slot, resume_after
 from .timing import T_DETAIL, backpressure_delay, fabric_capacity, link_offset, stream_latency
-from .trace_events import EV_BACKPRESSURE
+from .trace_events import EV_BACKPRESSURE, EV_RECV, EV_SEND
 from .vector_ops import desc_is_dense, gather, desc_len, scatter
 
 ERR_ROUTE_LOOP, ERR_NO_DESTINATION, ERR_CONFLICT = 1, 2, 3  # 0: no error
@@ -153,6 +153,24 @@ def _crossing(idx, alone_from, alone, shared_from, share):
     return shared_from + share * (idx - alone)
 
 
+@njit(cache=True, inline="always")
+def _finish(tiles, streams, trace_row, events, n_events, phase_of_pc, phase_acc, phase_span, t, slot, when, peer):
+    """A stream of tile t completes: close its slot, record it, wake the core if it
+    waits for it."""
+    start, done = streams.start[t, slot], streams.done[t, slot]
+    color = streams.color[t, slot]
+    sending = close_slot(streams.kind, streams.color, streams.time, streams.recv_slot, streams.send_slot,
+                         t, slot, when)
+    if trace_row[t] >= 0:
+        record(trace_row, events, n_events, t, EV_SEND if sending else EV_RECV, start, when,
+               slot * 256 + color, done)
+    if tiles.status[t] == ST_WAIT and tiles.wait_slot[t] == slot:
+        tiles.clock[t] = resume_after(tiles.blocked, trace_row, events, n_events, phase_of_pc, phase_acc,
+                                      phase_span, t, slot, tiles.clock[t], when, tiles.wait_pc[t], peer)
+        tiles.status[t] = ST_RUN
+        streams.kind[t, slot] = SL_IDLE
+
+
 @njit(cache=True)
 def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width, height, timing, tasks, err):
     """Match sending streams with receive streams and queues.
@@ -165,6 +183,8 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
     """
     n_tiles = width * height
     Q = queues.fifo.shape[2]
+    trace_row, events, n_events = rec.trace_row, rec.events, rec.n_events  # arrays for the helpers
+    phase_of_pc, phase_acc, phase_span = rec.phase_of_pc, rec.phase_acc, rec.phase_span
     scratch = links.scratch
     dest, dest_hops = scratch[0], scratch[1]
     link_tile, link_dir, link_hop = scratch[2], scratch[3], scratch[4]
@@ -237,7 +257,7 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
                         inject = bound
                         holder = e
             if holder >= 0 and inject > unheld:
-                record(rec, t, EV_BACKPRESSURE, unheld, inject, s * 256 + color, holder)
+                record(trace_row, events, n_events, t, EV_BACKPRESSURE, unheld, inject, s * 256 + color, holder)
             # crossing times at the busiest link: alone until the last sharer arrives, then
             # round-robin (the one that arrived last goes first; equal arrivals by color)
             hop_b = link_hop[busiest]
@@ -271,7 +291,8 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
                     streams.done[e, rs] = got + direct
                     streams.time[e, rs] = take_last + 1
                     if direct == need:
-                        complete_stream(tiles, streams, rec, e, rs, take_last + 1, t)
+                        _finish(tiles, streams, trace_row, events, n_events, phase_of_pc, phase_acc,
+                                phase_span, e, rs, take_last + 1, t)
                 rest = amount - direct
                 if rest > 0:
                     slot = (queues.head[e, color] + queues.count[e, color]) % Q
@@ -292,7 +313,8 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
             streams.done[t, s] = done
             streams.time[t, s] = last + 1
             if done == total:
-                complete_stream(tiles, streams, rec, t, s, last + 1, holder)
+                _finish(tiles, streams, trace_row, events, n_events, phase_of_pc, phase_acc, phase_span,
+                        t, s, last + 1, holder)
     if detail:
         _mark_links(streams, links, routes, width, height, descs, timing, False)
     return moved, n_tasks, full

@@ -12,8 +12,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-CORE_MODULES = ("isa.py", "budget.py", "timing.py", "state.py", "simd_matmac.py", "transcendentals.py", "vector_ops.py",
-                "core.py", "fabric.py", "scheduler.py")
+def core_modules(here: Path) -> list[Path]:
+    """Every module of the package that numba compiles from or that such code reads
+    constants from: all of them but the pure-Python layer, so a new module of the
+    core cannot be forgotten here."""
+    python_only = {"__init__.py", "jit_cache.py", "machine.py", "program.py", "program_check.py", "config.py"}
+    return sorted(p for p in here.glob("*.py") if p.name not in python_only)
 
 
 def cache_is_cold() -> bool:
@@ -25,8 +29,8 @@ def cache_is_cold() -> bool:
 def refresh_stale_cache() -> None:
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in CORE_MODULES:
-        digest.update((here / name).read_bytes())
+    for path in core_modules(here):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     stamp = here / "__pycache__" / "numba-core.sha256"
     want = digest.hexdigest()
     try:
