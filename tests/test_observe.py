@@ -126,3 +126,10 @@ def test_progress_bar_only_on_a_terminal_after_a_while():
     bar(7, 1000)
     bar.close()
     assert "x" in tty.getvalue() and "1,000" in tty.getvalue()
+
+
+def test_bare_stats_prints_the_table_without_a_file(tmp_path, matmul_inputs, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "matmul", "--grid", "2x2", "--inputs", str(matmul_inputs), "--stats"]) == 0
+    assert "time per statement" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []

@@ -82,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help=".npz file to write the outputs to")
     run.add_argument("--check", action="store_true",
                      help="compare with the ordered reference (raw bits) and a float64 ground truth")
-    run.add_argument("--stats", metavar="FILE.json",
-                     help="write run statistics as JSON and print the time of each statement (kernel call)")
+    run.add_argument("--stats", metavar="FILE.json", nargs="?", const="",
+                    help="print the time of each statement (kernel call); with FILE, also write run statistics as JSON")
     machine_args(run)
     observe_args(run)
     budget_args(run)
@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="matmul: SUMMA C = A @ B; block: a pre-LN transformer block "
                            "(S=64, Dm=128, heads=4, Dff=512, causal)")
     demo.add_argument("--size", type=int, default=256, help="matmul: M = K = N (default 256)")
-    demo.add_argument("--stats", metavar="FILE.json",
-                      help="write run statistics as JSON and print the time of each statement (kernel call)")
+    demo.add_argument("--stats", metavar="FILE.json", nargs="?", const="",
+                     help="print the time of each statement (kernel call); with FILE, also write run statistics as JSON")
     machine_args(demo, grid_default="8x8")
     observe_args(demo)
     budget_args(demo)
@@ -360,11 +360,12 @@ def _observed_run(args, program: Program, inputs: dict, params: dict, check: boo
 def _report(args, program: Program, stats) -> None:
     """--stats (JSON and the per-statement table), --trace and --heatmap."""
     cfg = program.config
-    if args.stats:
-        try:
-            Path(args.stats).write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
-        except OSError as exc:
-            raise UserError(f"cannot write '{args.stats}': {exc.strerror or exc}") from None
+    if args.stats is not None:
+        if args.stats:
+            try:
+                Path(args.stats).write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+            except OSError as exc:
+                raise UserError(f"cannot write '{args.stats}': {exc.strerror or exc}") from None
         print(phase_table(stats))
     if args.trace:
         try:
