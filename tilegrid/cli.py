@@ -351,7 +351,7 @@ def _observed_run(args, program: Program, inputs: dict, params: dict, check: boo
     for path in (args.trace, args.stats):
         if path and Path(path).is_dir():
             raise UserError(f"cannot write '{path}': it is a directory")
-    tiles = _trace_tiles(args, program.config)
+    tiles = args.traced_tiles = _trace_tiles(args, program.config)  # _report writes the same window
     with RunProgress(f"{program.meta.get('kernel', 'program')}") as bar:
         return run_program_checked(program, inputs, params, check=check, budget=budget, timing=args.timing,
                                    trace_tiles=tiles, progress=bar)
@@ -371,7 +371,7 @@ def _report(args, program: Program, stats) -> None:
         try:
             summary = write_chrome_trace(args.trace, stats.events, cfg.width, cfg.height, cfg.clock_mhz,
                                          phases=stats.phases, link_wavelets=stats.link_wavelets,
-                                         tiles=_trace_tiles(args, cfg), per_tile_cycles=stats.per_tile_cycles,
+                                         tiles=args.traced_tiles, per_tile_cycles=stats.per_tile_cycles,
                                          events_dropped=stats.events_dropped)
         except OSError as exc:
             raise UserError(f"cannot write '{args.trace}': {exc.strerror or exc}") from None
