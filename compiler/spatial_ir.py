@@ -44,6 +44,8 @@ def ibin(op: str, lhs: "IExpr", rhs: "IExpr") -> "IExpr":
             return lhs
         if (op == "*" and rhs.value == 0) or (op == "%" and rhs.value == 1):
             return IConst(0)
+    if op == "+" and _quotient_and_remainder(lhs, rhs):
+        return rhs.lhs   # (x // c) * c + x % c == x for floor division and modulo
     if isinstance(lhs, IConst):
         if op == "+" and lhs.value == 0:
             return rhs
@@ -52,6 +54,15 @@ def ibin(op: str, lhs: "IExpr", rhs: "IExpr") -> "IExpr":
         if op == "*" and lhs.value == 0:
             return IConst(0)
     return IBin(op, lhs, rhs)
+
+
+def _quotient_and_remainder(lhs, rhs) -> bool:
+    """lhs is (x // c) * c and rhs is x % c, for the same x and constant c > 0
+    (a fold's [i, j] element at i * c + j, with i = f // c and j = f % c)."""
+    return (isinstance(lhs, IBin) and lhs.op == "*" and isinstance(lhs.rhs, IConst)
+            and isinstance(lhs.lhs, IBin) and lhs.lhs.op == "//" and lhs.lhs.rhs == lhs.rhs
+            and isinstance(rhs, IBin) and rhs.op == "%" and rhs.rhs == lhs.rhs and rhs.lhs == lhs.lhs.lhs
+            and lhs.rhs.value > 0)
 
 
 # The tiles' integer registers are int32. Index arithmetic is exact in the

@@ -4,8 +4,17 @@ Registers: r0 = tx and r1 = ty (set by the loader), the rest hold loop
 counters and run-time index arithmetic. A view whose offset depends on run-time
 values gets its offset computed into a register just before the instruction
 that uses it; descriptors are deduplicated across the program.
+
+Index arithmetic that does not change inside a loop (a tile's root test
+`tx == ty % W`, a bound, an outer loop's row offset) is computed once before
+the loop into a register held for the loop's duration, as many as the
+registers the body needs leave room for: each instruction saved runs once per
+iteration, and a fold loop's iterations are only a few hundred cycles long.
 """
+
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 
@@ -17,7 +26,7 @@ from tilegrid.emulator.program import BufferPlacement, CodeRegion, Program, Tens
 from ..diagnostics import CompileError
 from ..spatial_ir import (INT32_MAX, INT32_MIN, IBin, IBool, ICmp, IConst, IfTile, INot, IVar, Copy, Elementwise,
                           Fill, Fmac, Loop, Mask, MatMac, Recv, Scale, Send, SpatialKernel, Unary, View, Wait,
-                          format_iexpr, interval_of)
+                          format_iexpr, interval_of, walk)
 
 BINARY = {"add": isa.VADD, "sub": isa.VSUB, "mul": isa.VMUL, "div": isa.VDIV, "max": isa.VMAX, "min": isa.VMIN}
 UNARY = {"exp": isa.VEXP, "tanh": isa.VTANH, "sqrt": isa.VSQRT}
@@ -72,6 +81,7 @@ class _Emitter:
         self.fixups: list[tuple[int, int, int]] = []
         self.n_labels = 0
         self.span = None
+        self.held: dict = {}           # loop-invariant IExpr -> (register, bounds), computed before the loop
 
     # ---------------------------------------------------------------- helpers
     def new_label(self) -> int:
@@ -112,6 +122,9 @@ class _Emitter:
         """value_reg, plus the exact bounds of the value. Every intermediate value
         must fit the int32 registers, so that the tile's wrapping arithmetic
         equals the compiler's exact arithmetic; otherwise the kernel is refused."""
+        if e in self.held:
+            reg, bounds = self.held[e]
+            return reg, False, bounds
         if isinstance(e, IVar):
             return self.var_regs[e.name], False, self.ranges[e.name]
         if isinstance(e, IConst):
@@ -232,16 +245,55 @@ class _Emitter:
         if op.lo < INT32_MIN or op.hi > INT32_MAX:
             raise CompileError(f"loop bounds {op.lo} .. {op.hi} do not fit the tiles' 32-bit registers "
                                f"({INT32_MIN}..{INT32_MAX})", self.span)
+        hoisted = self.hoist_invariants(op)
         reg = self.alloc()
         self.var_regs[op.var] = reg
         self.ranges[op.var] = (op.lo, op.hi - 1)
         self.emit(isa.LI, reg, op.lo)
         top = self.new_label()
         self.place(top, f"loop_{op.var}_{top}")
+        repeated = self.hoist_repeated(op)
         self.block(op.body)
+        for e in repeated:
+            self.release(self.held.pop(e)[0], True)
         self.emit(isa.LOOP, reg, op.hi, target=top)
         del self.var_regs[op.var], self.ranges[op.var]
         self.release(reg, True)
+        for e in hoisted:
+            self.release(self.held.pop(e)[0], True)
+
+    def hoist_invariants(self, loop: Loop) -> list:
+        """Compute the loop body's invariant index expressions into registers now;
+        returns the expressions now held, for the caller to release after the loop."""
+        inner = {loop.var} | {o.var for o in walk(loop.body) if isinstance(o, Loop)}
+        uses = Counter()
+        for o in walk(loop.body):
+            for e, operand in _index_exprs(o):
+                for part in _invariant_parts(e, inner, operand):
+                    if part not in self.held:
+                        uses[part] += _nodes(part)
+        # keep room for this loop's counter, the loops inside it and the widest instruction
+        return self._hold([e for e, _ in uses.most_common()], 1 + _loop_depth(loop.body) + _widest(loop.body))
+
+    def hoist_repeated(self, loop: Loop) -> list:
+        """At the top of each iteration, compute the index expressions that the
+        iteration would otherwise compute more than once on its way through the body
+        (a fold's buffer half, used by the receives of a and of b)."""
+        inner = {o.var for o in walk(loop.body) if isinstance(o, Loop)}
+        uses = _path_uses(loop.body, inner, set(self.held))
+        repeated = [e for e, n in uses.most_common() if n > 1]
+        return self._hold(repeated, _loop_depth(loop.body) + _widest(loop.body))
+
+    def _hold(self, candidates: list, reserve: int) -> list:
+        """Compute as many candidates as the free registers allow beyond `reserve` into
+        held registers; returns the expressions now held."""
+        chosen = candidates[:max(0, len(self.free_regs) - reserve)]
+        for e in chosen:
+            reg, owned, bounds = self._compute(e)
+            if not owned:  # already in a register (cannot happen for an IBin or IConst)
+                continue
+            self.held[e] = (reg, bounds)
+        return [e for e in chosen if e in self.held]
 
     def if_tile(self, op: IfTile):
         skip = self.new_label()
@@ -281,3 +333,106 @@ class _Emitter:
             self.emit(opcode, a, b, target=label)
             self.release(a, a_owned if not swap else b_owned)
             self.release(b, b_owned if not swap else a_owned)
+
+
+def _views(op) -> list:
+    """The views an op's instruction takes (each with a run-time offset or a constant one)."""
+    if isinstance(op, (Fill, Mask)):
+        return [op.dst]
+    if isinstance(op, (Copy, Scale, Unary)):
+        return [op.dst, op.src]
+    if isinstance(op, (Elementwise, Fmac)):
+        return [op.dst, op.a, op.b]
+    if isinstance(op, MatMac):
+        return [op.c, op.a, op.b]
+    if isinstance(op, Send):
+        return [op.src]
+    if isinstance(op, Recv):
+        return [op.dst]
+    return []
+
+
+def _conditions(cond):
+    if isinstance(cond, INot):
+        yield from _conditions(cond.operand)
+    elif isinstance(cond, IBool):
+        yield from _conditions(cond.lhs)
+        yield from _conditions(cond.rhs)
+    else:
+        yield cond
+
+
+def _index_exprs(op) -> list:
+    """(expression, is a whole operand) for the integer arithmetic one op's own
+    instruction computes: run-time view offsets, compared values, a mask offset."""
+    out = [(v.offset, False) for v in _views(op) if not isinstance(v.offset, IConst)]
+    if isinstance(op, Mask):
+        out.append((op.offset, True))
+    if isinstance(op, IfTile):
+        for c in _conditions(op.cond):
+            out += [(c.lhs, True), (c.rhs, True)]
+    return out
+
+
+def _mentions(e, names) -> bool:
+    if isinstance(e, IVar):
+        return e.name in names
+    if isinstance(e, IBin):
+        return _mentions(e.lhs, names) or _mentions(e.rhs, names)
+    return False
+
+
+def _invariant_parts(e, inner: set, operand: bool) -> list:
+    """The largest parts of e that take instructions to compute and use none of
+    the `inner` loop variables. A constant costs an instruction only where it is
+    a register operand: a whole compared value, or an operand with no immediate form."""
+    if isinstance(e, IVar):
+        return []
+    if isinstance(e, IConst):
+        return [e] if operand else []
+    if not _mentions(e, inner):
+        return [e]
+    immediate = isinstance(e.rhs, IConst) and (e.op in IMM_OPS or e.op == "-")
+    return (_invariant_parts(e.lhs, inner, True)
+            + ([] if immediate else _invariant_parts(e.rhs, inner, True)))
+
+
+def _nodes(e) -> int:
+    """Instructions (and at most registers) computing e takes."""
+    if isinstance(e, IBin):
+        return 1 + _nodes(e.lhs) + (0 if isinstance(e.rhs, IConst) and (e.op in IMM_OPS or e.op == "-")
+                                    else _nodes(e.rhs))
+    return 1 if isinstance(e, IConst) else 0
+
+
+def _widest(ops) -> int:
+    """The most registers one instruction among ops computes its operands in."""
+    return max((sum(_nodes(e) for e, _ in _index_exprs(o)) for o in walk(ops)), default=0)
+
+
+def _path_uses(ops, inner: set, held: set) -> Counter:
+    """How often one pass through ops (the costlier branch of each IfTile, loops
+    inside counted once) computes each index expression free of `inner` variables."""
+    uses = Counter()
+    for o in ops:
+        for e, operand in _index_exprs(o):
+            for part in _invariant_parts(e, inner, operand):
+                if part not in held and not isinstance(part, IConst):
+                    uses[part] += 1
+        if isinstance(o, IfTile):
+            then, orelse = _path_uses(o.then, inner, held), _path_uses(o.orelse, inner, held)
+            # (keys in first-use order, not a set's: the program must not depend on string hashing)
+            uses.update({e: max(then[e], orelse[e]) for e in [*then, *(e for e in orelse if e not in then)]})
+        elif isinstance(o, Loop):
+            uses.update(_path_uses(o.body, inner, held))
+    return uses
+
+
+def _loop_depth(ops) -> int:
+    depth = 0
+    for o in ops:
+        if isinstance(o, Loop):
+            depth = max(depth, 1 + _loop_depth(o.body))
+        elif isinstance(o, IfTile):
+            depth = max(depth, _loop_depth(o.then), _loop_depth(o.orelse))
+    return depth
