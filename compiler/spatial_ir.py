@@ -44,6 +44,9 @@ def ibin(op: str, lhs: "IExpr", rhs: "IExpr") -> "IExpr":
             return lhs
         if (op == "*" and rhs.value == 0) or (op == "%" and rhs.value == 1):
             return IConst(0)
+    if op == "+" and isinstance(rhs, IConst) and isinstance(lhs, IBin) and lhs.op == "+" \
+            and isinstance(lhs.rhs, IConst):
+        return ibin("+", lhs.lhs, IConst(lhs.rhs.value + rhs.value))   # (x + a) + b = x + (a + b)
     if op == "+" and _quotient_and_remainder(lhs, rhs):
         return rhs.lhs   # (x // c) * c + x % c == x for floor division and modulo
     if isinstance(lhs, IConst):

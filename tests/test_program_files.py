@@ -13,7 +13,7 @@ import pytest
 import tilegrid
 from tilegrid.cli import main
 from tilegrid.emulator import Emulator, EmulatorError, MachineConfig, Program, ProgramError
-from tilegrid.emulator import program_check
+from tilegrid.emulator import isa, program_check
 
 REPRO = Path(__file__).resolve().parents[1].parent / "shared" / "fuzz-repro"
 
@@ -180,9 +180,23 @@ def raw_header(data: bytes):
 
 
 INT_MAX, INT_MIN = 2**31 - 1, -2**31
-# The base program (matmul, 2x2 grid, 8x8 inputs, double-buffered panels): 38 instructions,
-# 9 descriptors [32 -1 1 0 1 0 4 4 4 1] ..., a 112-word plan, 2 colors, 16 registers.
-# Instruction 0 is vfill d0, 3 is sendx color0, 5 is jmp, 35 is mmac d0, d7, d8, 37 is halt.
+# The base program (matmul, 2x2 grid, 8x8 inputs, double-buffered panels): 9 descriptors
+# [32 -1 1 0 1 0 4 4 4 1] ..., a 112-word plan, 2 colors, 16 registers; instruction 0 is
+# vfill d0, 3 is sendx color0, 5 is jmp. Where the instruction count or the index of the
+# mmac or the halt matters, the entry is a function of the program's facts (below), so the
+# cases stay the same when the compiler emits fewer instructions.
+
+
+def base_facts(path) -> dict:
+    """n: instructions; halt, mmac: their indices; mmac_desc: the mmac's second descriptor;
+    descs: descriptor count."""
+    code = read_members(path)["code"]
+    ops = list(code[:, 0])
+    mmac = ops.index(isa.MMAC)
+    return {"n": len(code), "halt": ops.index(isa.HALT), "mmac": mmac, "mmac_desc": int(code[mmac, 2]),
+            "descs": len(read_members(path)["descs"])}
+
+
 TAMPERS = {
     "extent_negative": (set_array("descs", 0, 2, -5), "extent -5 in dimension 0; extents must be at least 1"),
     "extent_huge": (set_array("descs", 0, 8, INT_MAX), "walks 8589934588 elements, more than the 112 words"),
@@ -194,14 +208,15 @@ TAMPERS = {
     "base_register_out_of_range": (set_array("descs", 0, 1, 16), "base register r16 out of range"),
     "base_register_below_none": (set_array("descs", 0, 1, -2), "base register r-2 out of range"),
     "opcode_unknown": (set_array("code", 0, 0, 99), "instruction 0: unknown opcode 99"),
-    "branch_target_out_of_range": (set_array("code", 5, 1, 1000),
-                                   "instruction 5 (jmp): branch target 1000 out of range (instructions 0..37"),
+    "branch_target_out_of_range": lambda f: (set_array("code", 5, 1, 1000), "instruction 5 (jmp): branch target "
+                                             f"1000 out of range (instructions 0..{f['n'] - 1} form"),
     "branch_target_negative": (set_array("code", 5, 1, -1), "branch target -1 out of range"),
     "register_operand_out_of_range": (set_array("code", 1, 1, 16), "register operand r16 out of range"),
     "color_out_of_range": (set_array("code", 3, 1, 2), "instruction 3 (sendx): color operand 2 out of range "
                                                        "(program routes 2 colors)"),
-    "unused_field_set": (set_array("code", 37, 3, 7), "instruction 37 (halt): unused operand field 3 must be 0"),
-    "operand_extents_differ": (set_array("descs", 7, 6, 2), "instruction 35 (mmac): "),
+    "unused_field_set": lambda f: (set_array("code", f["halt"], 3, 7),
+                                   f"instruction {f['halt']} (halt): unused operand field 3 must be 0"),
+    "operand_extents_differ": lambda f: (set_array("descs", f["mmac_desc"], 6, 2), f"instruction {f['mmac']} (mmac): "),
     "routes_bit_0x20": (set_route(0, 0, 4, 0x20), "sets bits beyond the five ports"),
     "routes_off_grid": (set_route(0, 0, 4, 1), "sends off the grid to the N"),
     "routes_u_turn": (set_route(1, 0, 3, 8), "tile (1,0) W->W+RAMP sends a wavelet back out the port it came in on"),
@@ -213,7 +228,8 @@ TAMPERS = {
                                "program uses 30 colors but the machine has 24"),
     "fimm_empty": (replace_array("fimm", lambda f: f[:0]), "float-immediate operand 0 out of range (program has 0"),
     "code_float64": (replace_array("code", lambda c: c.astype(np.float64)), "code must be int32 [n, 6], got float64"),
-    "code_3d": (replace_array("code", lambda c: c[None]), "code must be int32 [n, 6], got int32 of shape (1, 38, 6)"),
+    "code_3d": lambda f: (replace_array("code", lambda c: c[None]),
+                          f"code must be int32 [n, 6], got int32 of shape (1, {f['n']}, 6)"),
     "code_big_endian": (replace_array("code", lambda c: c.astype(">i4")), "code must be int32 [n, 6], got >i4"),
     "code_object_pickled": (replace_array("code", lambda c: np.array([None, 1], dtype=object)),
                             "has dtype object; program arrays hold plain integers or floats"),
@@ -262,7 +278,8 @@ TAMPERS = {
 
 @pytest.mark.parametrize("case", sorted(TAMPERS))
 def test_tampered_program_is_refused(case, base_file, tmp_path):
-    edit, message = TAMPERS[case]
+    entry = TAMPERS[case]
+    edit, message = entry(base_facts(base_file)) if callable(entry) else entry   # a function of the facts
     path = tampered(base_file, tmp_path / f"{case}.tgp", edit)
     with pytest.raises(ProgramError) as err:
         Program.load(path)
@@ -281,12 +298,13 @@ def test_untouched_copy_loads_and_runs(base_file, tmp_path, inputs):
 
 
 def test_tampered_program_through_the_cli(base_file, tmp_path, capsys):
-    path = tampered(base_file, tmp_path / "bad.tgp", set_array("code", 0, 1, 9))
+    n = base_facts(base_file)["descs"]
+    path = tampered(base_file, tmp_path / "bad.tgp", set_array("code", 0, 1, n))
     np.savez(tmp_path / "in.npz", A=np.ones((8, 8), np.float32), B=np.ones((8, 8), np.float32))
     rc, out, err = cli(capsys, "run", path, "--inputs", tmp_path / "in.npz")
     line = assert_one_error(rc, err)
-    assert line == (f"tilegrid: error: {path}: instruction 0 (vfill): descriptor operand 9 out of range "
-                    "(program has 9 descriptors)")
+    assert line == (f"tilegrid: error: {path}: instruction 0 (vfill): descriptor operand {n} out of range "
+                    f"(program has {n} descriptors)")
 
 
 # -------------------------------------------------------------- the archive

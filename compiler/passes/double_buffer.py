@@ -26,8 +26,10 @@ do not fit the SRAM.
 """
 from __future__ import annotations
 
+import copy
+
 from ..spatial_ir import (Broadcast, BroadcastFinish, BroadcastStart, Buffer, IBin, ICmp, IConst, IfTile, INot,
-                          IBool, IVar, Loop, Reduce, Shift, ShiftFinish, ShiftStart, SpatialKernel, View, ibin,
+                          IBool, IVar, Loop, Op, Reduce, Shift, ShiftFinish, ShiftStart, SpatialKernel, View, ibin,
                           walk)
 from .allocate_sram import op_views
 
@@ -135,7 +137,6 @@ def _pipeline(loop: Loop, k):
                 any(v.buffer in targets for v in _views(o)):
             return None
 
-    var = IVar(loop.var)
     doubled = {}
     for b in panels:
         buf = b.dst.buffer
@@ -152,17 +153,32 @@ def _pipeline(loop: Loop, k):
         return BroadcastStart(b.axis, half(b.dst, which), _subst_view(b.src, loop.var, p),
                               _subst(b.root, loop.var, p), slot, SELF_SLOTS[PANEL_SLOTS.index(slot)], span=b.span)
 
-    current = IBin("%", var, IConst(2))
-    following = IBin("%", IBin("+", var, IConst(1)), IConst(2))
     prologue = [start(b, IConst(loop.lo), IConst(0), slot) for b, slot in zip(panels, PANEL_SLOTS)]
-    finish = [BroadcastFinish(b.axis, half(b.dst, current), b.src, slot, self_slot, span=b.span)
-              for b, slot, self_slot in zip(panels, PANEL_SLOTS, SELF_SLOTS)]
-    ahead = IfTile(ICmp("<", var, IConst(loop.hi - 1)),
-                   [start(b, IBin("+", var, IConst(1)), following, slot) for b, slot in zip(panels, PANEL_SLOTS)],
-                   [], span=loop.span)
-    body = [_replace(o, lambda v: half(v, current) if v.buffer in doubled else v) for o in rest]
-    loop.body = finish + [ahead] + body
-    return prologue + [loop]
+
+    def iteration(p, which: int, last: bool) -> list:
+        """Iteration p (an IExpr) on half `which`, starting iteration p + 1 unless last."""
+        cur, nxt = IConst(which), IConst(1 - which)
+        finish = [BroadcastFinish(b.axis, half(b.dst, cur), b.src, slot, self_slot, span=b.span)
+                  for b, slot, self_slot in zip(panels, PANEL_SLOTS, SELF_SLOTS)]
+        ahead = [] if last else [start(b, ibin("+", p, IConst(1)), nxt, slot) for b, slot in zip(panels, PANEL_SLOTS)]
+        body = [_replace(_subst_op(o, loop.var, p), lambda v: half(v, cur) if v.buffer in doubled else v)
+                for o in rest]
+        return finish + ahead + body
+
+    # Unrolled by two, so each copy's halves are constants: no per-iteration
+    # arithmetic picks the half or tests for the last iteration, which is peeled.
+    n, lo, pair = loop.hi - loop.lo, loop.lo, IVar(f"{loop.var}/2")
+    pairs = (n - 1) // 2                    # iterations lo + 2q (half 0) and lo + 2q + 1 (half 1)
+    first = ibin("+", IConst(lo), ibin("*", pair, IConst(2)))
+    out = list(prologue)
+    if pairs:
+        body = iteration(first, 0, False) + iteration(ibin("+", first, IConst(1)), 1, False)
+        out.append(Loop(pair.name, 0, pairs, body, span=loop.span))
+    tail = loop.hi - 2 if n - 2 * pairs == 2 else loop.hi - 1
+    if tail == loop.hi - 2:
+        out += iteration(IConst(tail), 0, False)
+    out += iteration(IConst(loop.hi - 1), (n - 1) % 2, True)
+    return out
 
 
 def _rotate_ahead(loop: Loop, k):
@@ -210,6 +226,20 @@ def _subst(e, var: str, value):
 
 def _subst_view(v: View, var: str, value) -> View:
     return View(v.buffer, _subst(v.offset, var, value), v.dims)
+
+
+def _subst_op(op, var: str, value):
+    """A copy of op (and the ops nested in it) with the loop variable replaced;
+    its views still name the same buffers."""
+    new = copy.copy(op)
+    for name, field in vars(op).items():
+        if isinstance(field, View):
+            setattr(new, name, _subst_view(field, var, value))
+        elif isinstance(field, (IConst, IVar, IBin, ICmp, IBool, INot)):
+            setattr(new, name, _subst(field, var, value))
+        elif isinstance(field, list) and field and isinstance(field[0], Op):
+            setattr(new, name, [_subst_op(o, var, value) for o in field])
+    return new
 
 
 def _replace(op, fix):
