@@ -114,11 +114,13 @@ def _compile_quietly(source, path, config, input_shapes, params, entry) -> Compi
                            max_ops=config.sram_bytes // config.instruction_bytes)
     ir_text = format_ir(spatial)
     # Double buffering where the extra buffers fit the SRAM: both kinds of loop,
-    # else one kind, else the plain loops (whose errors are the ones to report).
+    # else one kind, else the plain loops (whose errors are the ones to report);
+    # pipelined loops unrolled where their code fits too.
     names = [b.name for b in spatial.buffers]
     program = None
-    for panels, rotations in ((True, True), (True, False), (False, True)):
-        buffered = double_buffer(copy.deepcopy(spatial), panels, rotations)
+    for panels, rotations, unroll in ((True, True, True), (True, True, False), (True, False, True),
+                                      (True, False, False), (False, True, False)):
+        buffered = double_buffer(copy.deepcopy(spatial), panels, rotations, unroll)
         if [b.name for b in buffered.buffers] == names:
             continue  # nothing to pipeline this way
         try:

@@ -7,9 +7,14 @@ each such buffer a second half and software-pipelines the loop:
 
     start panel lo into half 0
     for p in lo .. hi:
-        finish panel p (half p % 2)
-        if p < hi - 1: start panel p + 1 into half (p + 1) % 2
-        compute on half p % 2
+        finish panel p (half (p - lo) % 2)
+        if p < hi - 1: start panel p + 1 into the other half
+        compute on half (p - lo) % 2
+
+It is unrolled by two, with the last iteration peeled, so that each copy's
+halves are constants and no instruction picks a half or tests for the last
+iteration; where the three copies of the body do not fit the SRAM, the
+driver takes the loop as above.
 
 A loop that computes on blocks and then rotates them in place (Cannon:
 `C += a @ b; a = rotate(a, west); b = rotate(b, north)`) starts the rotations
@@ -38,9 +43,10 @@ SELF_SLOTS = (0, 1)   # a panel's root receiving its own send (the loop body has
 ROTATION_SLOTS = ((0, 1), (2, 3))  # (send, receive) slots of up to two rotations in flight
 
 
-def double_buffer(k: SpatialKernel, panels: bool = True, rotations: bool = True) -> SpatialKernel:
-    """panels: pipeline broadcast loops (SUMMA); rotations: start in-place rotations early (Cannon)."""
-    k.body = _rewrite(k.body, k, panels, rotations)
+def double_buffer(k: SpatialKernel, panels: bool = True, rotations: bool = True, unroll: bool = True) -> SpatialKernel:
+    """panels: pipeline broadcast loops (SUMMA); rotations: start in-place rotations early (Cannon);
+    unroll: unroll pipelined loops by two (constant halves, about three times the code)."""
+    k.body = _rewrite(k.body, k, panels and ("unrolled" if unroll else "rolled"), rotations)
     if panels:
         k.body = _pair_all(k.body)
     return k
@@ -66,11 +72,13 @@ def _writes(op) -> set:
 
 
 def _rewrite(ops, k, panels, rotations):
+    """panels: False, "rolled" or "unrolled"."""
     out = []
     for op in ops:
         if isinstance(op, Loop):
             op.body = _rewrite(op.body, k, panels, rotations)
-            out.extend((panels and _pipeline(op, k)) or [(rotations and _rotate_ahead(op, k)) or op])
+            out.extend((panels and _pipeline(op, k, panels == "unrolled"))
+                       or [(rotations and _rotate_ahead(op, k)) or op])
         elif isinstance(op, IfTile):
             op.then = _rewrite(op.then, k, panels, rotations)
             op.orelse = _rewrite(op.orelse, k, panels, rotations)
@@ -111,8 +119,9 @@ def _overlap_pairs(ops):
     return out
 
 
-def _pipeline(loop: Loop, k):
-    """The pipelined form of loop, or None when it does not have the shape above."""
+def _pipeline(loop: Loop, k, unroll: bool):
+    """The pipelined form of loop, or None when it does not have the shape above.
+    unroll: two iterations per trip with the last one peeled (constant halves)."""
     n = 0
     while n < len(loop.body) and isinstance(loop.body[n], Broadcast):
         n += 1
@@ -153,32 +162,39 @@ def _pipeline(loop: Loop, k):
         return BroadcastStart(b.axis, half(b.dst, which), _subst_view(b.src, loop.var, p),
                               _subst(b.root, loop.var, p), slot, SELF_SLOTS[PANEL_SLOTS.index(slot)], span=b.span)
 
-    prologue = [start(b, IConst(loop.lo), IConst(0), slot) for b, slot in zip(panels, PANEL_SLOTS)]
-
-    def iteration(p, which: int, last: bool) -> list:
-        """Iteration p (an IExpr) on half `which`, starting iteration p + 1 unless last."""
-        cur, nxt = IConst(which), IConst(1 - which)
+    def iteration(p, cur, nxt, ahead_if) -> list:
+        """Iteration p (an IExpr) on half cur, starting iteration p + 1 into half nxt
+        when ahead_if (True, False or a condition) holds."""
         finish = [BroadcastFinish(b.axis, half(b.dst, cur), b.src, slot, self_slot, span=b.span)
                   for b, slot, self_slot in zip(panels, PANEL_SLOTS, SELF_SLOTS)]
-        ahead = [] if last else [start(b, ibin("+", p, IConst(1)), nxt, slot) for b, slot in zip(panels, PANEL_SLOTS)]
+        ahead = [start(b, ibin("+", p, IConst(1)), nxt, slot) for b, slot in zip(panels, PANEL_SLOTS)]
+        if ahead_if is False:
+            ahead = []
+        elif ahead_if is not True:
+            ahead = [IfTile(ahead_if, ahead, [], span=loop.span)]
         body = [_replace(_subst_op(o, loop.var, p), lambda v: half(v, cur) if v.buffer in doubled else v)
                 for o in rest]
         return finish + ahead + body
 
+    out = [start(b, IConst(loop.lo), IConst(0), slot) for b, slot in zip(panels, PANEL_SLOTS)]
+    if not unroll:
+        var, step = IVar(loop.var), ibin("-", IVar(loop.var), IConst(loop.lo))
+        loop.body = iteration(var, ibin("%", step, IConst(2)), ibin("%", ibin("+", step, IConst(1)), IConst(2)),
+                              ICmp("<", var, IConst(loop.hi - 1)))
+        return out + [loop]
     # Unrolled by two, so each copy's halves are constants: no per-iteration
     # arithmetic picks the half or tests for the last iteration, which is peeled.
-    n, lo, pair = loop.hi - loop.lo, loop.lo, IVar(f"{loop.var}/2")
+    n, pair = loop.hi - loop.lo, IVar(f"{loop.var}/2")
     pairs = (n - 1) // 2                    # iterations lo + 2q (half 0) and lo + 2q + 1 (half 1)
-    first = ibin("+", IConst(lo), ibin("*", pair, IConst(2)))
-    out = list(prologue)
+    first = ibin("+", IConst(loop.lo), ibin("*", pair, IConst(2)))
+    zero, one = IConst(0), IConst(1)
     if pairs:
-        body = iteration(first, 0, False) + iteration(ibin("+", first, IConst(1)), 1, False)
+        body = iteration(first, zero, one, True) + iteration(ibin("+", first, one), one, zero, True)
         out.append(Loop(pair.name, 0, pairs, body, span=loop.span))
-    tail = loop.hi - 2 if n - 2 * pairs == 2 else loop.hi - 1
-    if tail == loop.hi - 2:
-        out += iteration(IConst(tail), 0, False)
-    out += iteration(IConst(loop.hi - 1), (n - 1) % 2, True)
-    return out
+    if n - 2 * pairs == 2:
+        out += iteration(IConst(loop.hi - 2), zero, one, True)
+    last = IConst((n - 1) % 2)
+    return out + iteration(IConst(loop.hi - 1), last, last, False)
 
 
 def _rotate_ahead(loop: Loop, k):
