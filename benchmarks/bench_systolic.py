@@ -23,16 +23,13 @@ unpadded A and B, and prints:
     python benchmarks/bench_systolic.py --case 8x8:64,64,64
     python benchmarks/bench_systolic.py --pipelined        # double_buffer's rewrite, always
 
-compiler/driver.py takes double_buffer's rewrite only when it changes the number of buffers,
-and the fold loop's rewrite does not (each panel buffer is replaced by its two-half twin), so
-the compiled program runs the plain loop, about 3K cycles per fold. --pipelined compiles with
-the rewrite taken, as the driver means to when it fits (about 2K per fold: an injecting tile
-copies its vector into its own receive half, K cycles, and the others keep in step with it).
+The driver takes double_buffer's rewrite of the fold loop where it fits the SRAM (every
+default case does), so the compiled program is the pipelined one; --pipelined forces the
+rewrite even where the driver would fall back to the plain loop.
 
 All default cases fit the default 48 KiB per tile, pipelined or not (the kernel keeps
 only its own blocks of A, B and C plus the staged rows and columns; see the kernel's header).
-The cycle model is an estimate and is being revised; compare ratios, not
-absolute cycles, across versions.
+Cycles are the fast model's, which docs/timing.md checks against the cycle-level model.
 """
 from __future__ import annotations
 
