@@ -24,6 +24,7 @@ from tilegrid.emulator.isa import descriptor, instr
 from tilegrid.emulator.program import BufferPlacement, CodeRegion, Program, TensorIO
 
 from ..diagnostics import CompileError
+from .allocate_sram import op_views
 from ..spatial_ir import (INT32_MAX, INT32_MIN, IBin, IBool, ICmp, IConst, IfTile, INot, IVar, Copy, Elementwise,
                           Fill, Fmac, Loop, Mask, MatMac, Recv, Scale, Send, SpatialKernel, Unary, View, Wait,
                           format_iexpr, interval_of, walk)
@@ -335,23 +336,6 @@ class _Emitter:
             self.release(b, b_owned if not swap else a_owned)
 
 
-def _views(op) -> list:
-    """The views an op's instruction takes (each with a run-time offset or a constant one)."""
-    if isinstance(op, (Fill, Mask)):
-        return [op.dst]
-    if isinstance(op, (Copy, Scale, Unary)):
-        return [op.dst, op.src]
-    if isinstance(op, (Elementwise, Fmac)):
-        return [op.dst, op.a, op.b]
-    if isinstance(op, MatMac):
-        return [op.c, op.a, op.b]
-    if isinstance(op, Send):
-        return [op.src]
-    if isinstance(op, Recv):
-        return [op.dst]
-    return []
-
-
 def _conditions(cond):
     if isinstance(cond, INot):
         yield from _conditions(cond.operand)
@@ -365,7 +349,8 @@ def _conditions(cond):
 def _index_exprs(op) -> list:
     """(expression, is a whole operand) for the integer arithmetic one op's own
     instruction computes: run-time view offsets, compared values, a mask offset."""
-    out = [(v.offset, False) for v in _views(op) if not isinstance(v.offset, IConst)]
+    views = [] if isinstance(op, Wait) else op_views(op)   # a wait's views only keep buffers live
+    out = [(v.offset, False) for v in views if not isinstance(v.offset, IConst)]
     if isinstance(op, Mask):
         out.append((op.offset, True))
     if isinstance(op, IfTile):
