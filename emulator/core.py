@@ -43,7 +43,8 @@ def _busy_slot(streams, t):
 
 @njit(cache=True)
 def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
-    """Run tile t from pc[t]; returns the number of instructions retired.
+    """Run tile t from pc[t]; returns the number of instructions retired and the
+    status the tile stopped in.
 
     The tile stops early, still runnable, after a slice of instructions or
     cycles (budget.py), so that the driver sees Ctrl-C; it faults when its
@@ -272,7 +273,7 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
     tiles.clock[t] = clk
     tiles.busy[t] = work
     tiles.icount[t] += done_here
-    return done_here
+    return done_here, tiles.status[t]
 
 
 @njit(cache=True, parallel=True)
@@ -287,12 +288,17 @@ def compute_phase(code, descs, fimm, tiles, streams, queues, rec, timing, budget
     running = 0
     status = tiles.status
     for t in prange(status.shape[0]):
-        if status[t] == ST_RUN:
-            total += run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget)
-        if status[t] == ST_HALT:
+        now = status[t]
+        if now == ST_RUN:
+            # the status run_tile returns, not status[t] read again: numba compiles this
+            # body with its arrays marked noalias, so the read above was reused, every
+            # tile counted as still running and the driver went through Python per round
+            retired, now = run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget)
+            total += retired
+        if now == ST_HALT:
             halted += 1
-        elif status[t] == ST_FAULT:
+        elif now == ST_FAULT:
             faulted += 1
-        elif status[t] == ST_RUN:
+        elif now == ST_RUN:
             running += 1
     return total, halted, faulted, running
