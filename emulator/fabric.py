@@ -31,10 +31,9 @@ from numba import njit, prange
 
 from .isa import OPPOSITE, PORT_RAMP, STREAM_SLOTS
 from .recorder import record
-from .state import SL_IDLE, SL_SENDING, ST_RUN, ST_WAIT
-from .stream_slots import close_slot, resume_after
+from .state import PH_BLOCKED, SL_COMPLETE, SL_IDLE, SL_SENDING, ST_RUN, ST_WAIT
 from .timing import T_DETAIL, backpressure_delay, fabric_capacity, link_offset, stream_latency
-from .trace_events import EV_BACKPRESSURE, EV_RECV, EV_SEND
+from .trace_events import EV_BACKPRESSURE, EV_BLOCKED, EV_RECV, EV_SEND
 from .vector_ops import desc_is_dense, gather, desc_len, scatter
 
 ERR_ROUTE_LOOP, ERR_NO_DESTINATION, ERR_CONFLICT = 1, 2, 3  # 0: no error
@@ -43,38 +42,40 @@ DY = np.array([-1, 0, 1, 0], dtype=np.int64)
 OPP = np.array(OPPOSITE, dtype=np.int64)
 
 
+# rows of the route-trace scratch (links.scratch, int64 [8, 4 * tiles + 8])
+DEST, DEST_HOPS, LINK_TILE, LINK_DIR, LINK_HOP, STACK_TILE, STACK_PORT, STACK_HOPS = range(8)
+
+
 @njit(cache=True)
 def trace_route(routes, width, height, src, color, scratch):
     """Follow color's routes from src's ramp.
 
-    scratch is int64 [8, 4 * tiles + 8] (FabricState.route_scratch); rows 0-1
-    receive the destinations and their hop counts, rows 2-4 the links used
-    (tile, direction, hop index); rows 5-7 are the walk's stack.
-    Returns (destinations, links), or (-1, 0) when the routes loop.
+    Fills scratch's rows DEST and DEST_HOPS with the destinations and their hop
+    counts, LINK_TILE, LINK_DIR and LINK_HOP with the links used (tile,
+    direction, hop index); the STACK rows are the walk's. Returns (destinations,
+    links), or (-1, 0) when the routes loop. (Rows are indexed, not taken as
+    views: a view here costs reference counting on every call.)
     """
     n_tiles = width * height
-    dest, dest_hops = scratch[0], scratch[1]
-    link_tile, link_dir, link_hop = scratch[2], scratch[3], scratch[4]
-    stack_t, stack_p, stack_h = scratch[5], scratch[6], scratch[7]
-    stack_t[0] = src
-    stack_p[0] = PORT_RAMP
-    stack_h[0] = 0
+    scratch[STACK_TILE, 0] = src
+    scratch[STACK_PORT, 0] = PORT_RAMP
+    scratch[STACK_HOPS, 0] = 0
     top = 1
     nd = 0
     nl = 0
     visits = 0
     while top > 0:
         top -= 1
-        t = stack_t[top]
-        port_in = stack_p[top]
-        hops = stack_h[top]
+        t = scratch[STACK_TILE, top]
+        port_in = scratch[STACK_PORT, top]
+        hops = scratch[STACK_HOPS, top]
         visits += 1
         if visits > 4 * n_tiles + 1:
             return -1, 0
         bits = routes[t, color, port_in]
         if bits >> PORT_RAMP & 1:
-            dest[nd] = t
-            dest_hops[nd] = hops
+            scratch[DEST, nd] = t
+            scratch[DEST_HOPS, nd] = hops
             nd += 1
         x = t % width
         y = t // width
@@ -84,15 +85,15 @@ def trace_route(routes, width, height, src, color, scratch):
                 ny = y + DY[p]
                 if nx < 0 or nx >= width or ny < 0 or ny >= height:
                     continue  # the loader rejects such routes; never leave the grid
-                link_tile[nl] = t
-                link_dir[nl] = p
-                link_hop[nl] = hops
+                scratch[LINK_TILE, nl] = t
+                scratch[LINK_DIR, nl] = p
+                scratch[LINK_HOP, nl] = hops
                 nl += 1
-                if top >= stack_t.shape[0]:
+                if top >= scratch.shape[1]:
                     return -1, 0
-                stack_t[top] = ny * width + nx
-                stack_p[top] = OPP[p]
-                stack_h[top] = hops + 1
+                scratch[STACK_TILE, top] = ny * width + nx
+                scratch[STACK_PORT, top] = OPP[p]
+                scratch[STACK_HOPS, top] = hops + 1
                 top += 1
     return nd, nl
 
@@ -106,41 +107,61 @@ def _popcount(v):
     return n
 
 
+# links.window columns: of the streams of this phase that use the link, the latest
+# arrival, the earliest end, the link's reservation before the phase, the colors arriving last
+W_ARRIVE, W_LEAVE, W_FREE, W_LAST = range(4)
+
+
 @njit(cache=True)
-def _mark_links(streams, links, routes, width, height, descs, timing, mark):
-    """mark: note on each link which colors' streams would use it in this phase,
-    when the last of them arrives (and which colors arrive then), when the
-    first would leave, and the link's reservation before the phase; otherwise
-    clear those notes."""
+def _mark_links(streams, links, routes, width, height, descs, timing):
+    """Note on each link which colors' streams would use it in this phase, when the
+    last of them arrives (and which colors arrive then), when the first would leave,
+    and the link's reservation before the phase. Returns how many links it noted,
+    listed in links.touched for _clear_links."""
     n_tiles = width * height
+    kind, slot_color, slot_desc = streams.kind, streams.color, streams.desc
+    slot_done, slot_time = streams.done, streams.time
+    users, window, free, touched = links.users, links.window, links.free, links.touched  # locals: see fabric_phase
     scratch = links.scratch
-    link_tile, link_dir, link_hop = scratch[2], scratch[3], scratch[4]
+    link_tile, link_dir, link_hop = scratch[LINK_TILE], scratch[LINK_DIR], scratch[LINK_HOP]
+    n_touched = 0
     for t in range(n_tiles):
         for s in range(STREAM_SLOTS):
-            if streams.kind[t, s] != SL_SENDING:
+            if kind[t, s] != SL_SENDING:
                 continue
-            color = streams.color[t, s]
+            color = slot_color[t, s]
             nd, nl = trace_route(routes, width, height, t, color, scratch)
             if nd <= 0:
                 continue
             bit = np.int64(1) << color
-            rest = desc_len(descs, streams.desc[t, s]) - streams.done[t, s]
+            rest = desc_len(descs, slot_desc[t, s]) - slot_done[t, s]
             for i in range(nl):
                 lt, ld = link_tile[i], link_dir[i]
-                if not mark:
-                    links.users[lt, ld] = 0
-                    continue
-                arrive = streams.time[t, s] + link_offset(timing, link_hop[i])
-                w = links.window[lt, ld]
-                if links.users[lt, ld] == 0:
-                    w[0], w[1], w[2], w[3] = arrive, arrive + rest, links.free[lt, ld], bit
+                arrive = slot_time[t, s] + link_offset(timing, link_hop[i])
+                if users[lt, ld] == 0:
+                    touched[n_touched] = lt * 4 + ld
+                    n_touched += 1
+                    window[lt, ld, W_ARRIVE] = arrive
+                    window[lt, ld, W_LEAVE] = arrive + rest
+                    window[lt, ld, W_FREE] = free[lt, ld]
+                    window[lt, ld, W_LAST] = bit
                 else:
-                    if arrive > w[0]:
-                        w[0], w[3] = arrive, bit
-                    elif arrive == w[0]:
-                        w[3] |= bit
-                    w[1] = min(w[1], arrive + rest)
-                links.users[lt, ld] |= bit
+                    if arrive > window[lt, ld, W_ARRIVE]:
+                        window[lt, ld, W_ARRIVE] = arrive
+                        window[lt, ld, W_LAST] = bit
+                    elif arrive == window[lt, ld, W_ARRIVE]:
+                        window[lt, ld, W_LAST] |= bit
+                    window[lt, ld, W_LEAVE] = min(window[lt, ld, W_LEAVE], arrive + rest)
+                users[lt, ld] |= bit
+    return n_touched
+
+
+@njit(cache=True)
+def _clear_links(links, n_touched):
+    """Forget the notes of _mark_links (only the links it touched, not a second walk of every route)."""
+    users, touched = links.users, links.touched
+    for i in range(n_touched):
+        users[touched[i] // 4, touched[i] % 4] = 0
 
 
 @njit(cache=True, inline="always")
@@ -154,21 +175,10 @@ def _crossing(idx, alone_from, alone, shared_from, share):
 
 
 @njit(cache=True, inline="always")
-def _finish(tiles, streams, trace_row, events, n_events, phase_of_pc, phase_acc, phase_span, t, slot, when, peer):
-    """A stream of tile t completes: close its slot, record it, wake the core if it
-    waits for it."""
-    start, done = streams.start[t, slot], streams.done[t, slot]
-    color = streams.color[t, slot]
-    sending = close_slot(streams.kind, streams.color, streams.time, streams.recv_slot, streams.send_slot,
-                         t, slot, when)
-    if trace_row[t] >= 0:
-        record(trace_row, events, n_events, t, EV_SEND if sending else EV_RECV, start, when,
-               slot * 256 + color, done)
-    if tiles.status[t] == ST_WAIT and tiles.wait_slot[t] == slot:
-        tiles.clock[t] = resume_after(tiles.blocked, trace_row, events, n_events, phase_of_pc, phase_acc,
-                                      phase_span, t, slot, tiles.clock[t], when, tiles.wait_pc[t], peer)
-        tiles.status[t] = ST_RUN
-        streams.kind[t, slot] = SL_IDLE
+def _add_task(tasks, n, src, src_desc, src_base, src_start, dst, dst_desc, dst_base, dst_start, count):
+    """Row n of the copy table (branch-free, so numba adds no reference counting here)."""
+    tasks[n, 0], tasks[n, 1], tasks[n, 2], tasks[n, 3] = src, src_desc, src_base, src_start
+    tasks[n, 4], tasks[n, 5], tasks[n, 6], tasks[n, 7], tasks[n, 8] = dst, dst_desc, dst_base, dst_start, count
 
 
 @njit(cache=True)
@@ -180,30 +190,67 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
     dst desc or -1 for the queue, dst base or color, dst start or slot, count).
     When it fills, the phase stops early; run the tasks and call again.
     On a fabric error, err receives (code, tile, color) and the phase stops.
+
+    The records' arrays are taken into locals once and, per wavelet chunk, no
+    helper that branches is passed an array: numba counts references (with
+    atomic adds) to a record's field read on one side of a branch and to an
+    array passed to such a helper, and that had taken most of this phase's time.
     """
     n_tiles = width * height
     Q = queues.fifo.shape[2]
-    trace_row, events, n_events = rec.trace_row, rec.events, rec.n_events  # arrays for the helpers
+    status, wait_slot, wait_pc = tiles.status, tiles.wait_slot, tiles.wait_pc
+    clock, blocked, sent = tiles.clock, tiles.blocked, tiles.sent
+    kind, slot_color, slot_desc, slot_base = streams.kind, streams.color, streams.desc, streams.base
+    slot_done, slot_time, slot_start = streams.done, streams.time, streams.start
+    recv_slot, send_slot = streams.recv_slot, streams.send_slot
+    q_head, q_count, q_ready, q_owner = queues.head, queues.count, queues.ready, queues.owner
+    link_users, link_window, link_free, link_wavelets = links.users, links.window, links.free, links.wavelets
+    trace_row, events, n_events = rec.trace_row, rec.events, rec.n_events
     phase_of_pc, phase_acc, phase_span = rec.phase_of_pc, rec.phase_acc, rec.phase_span
+    accounting = phase_of_pc.shape[0] > 0
     scratch = links.scratch
-    dest, dest_hops = scratch[0], scratch[1]
-    link_tile, link_dir, link_hop = scratch[2], scratch[3], scratch[4]
+    dest, dest_hops = scratch[DEST], scratch[DEST_HOPS]
+    link_tile, link_dir, link_hop = scratch[LINK_TILE], scratch[LINK_DIR], scratch[LINK_HOP]
+
+    def finish(e, slot, when, peer, sending):
+        # A stream of tile e completes at `when`: close its slot (the caller has freed
+        # its color), record it, and wake the core if it waits for it. A closure: it
+        # uses the locals above without a call.
+        c = slot_color[e, slot]
+        kind[e, slot] = SL_COMPLETE
+        slot_time[e, slot] = when
+        if trace_row[e] >= 0:
+            record(trace_row, events, n_events, e, EV_SEND if sending else EV_RECV, slot_start[e, slot],
+                   when, slot * 256 + c, slot_done[e, slot])
+        if status[e] == ST_WAIT and wait_slot[e] == slot:
+            clk = clock[e]
+            if when > clk:  # the core waited for this stream from clk
+                if trace_row[e] >= 0:
+                    record(trace_row, events, n_events, e, EV_BLOCKED, clk, when, slot, peer)
+                blocked[e] += when - clk
+                if accounting:  # as core.run_tile charges a wait
+                    ph = phase_of_pc[wait_pc[e]]
+                    phase_acc[e, ph, PH_BLOCKED] += when - clk
+                    phase_span[e, ph, 1] = max(phase_span[e, ph, 1], when)
+                clock[e] = when
+            status[e] = ST_RUN
+            kind[e, slot] = SL_IDLE
+
     moved = 0
     n_tasks = 0
     detail = timing[T_DETAIL] != 0
-    if detail:
-        _mark_links(streams, links, routes, width, height, descs, timing, True)
+    n_touched = _mark_links(streams, links, routes, width, height, descs, timing) if detail else 0
     full = False
     for t in range(n_tiles):
         if full or err[0]:
             break
         for s in range(STREAM_SLOTS):
-            if streams.kind[t, s] != SL_SENDING:
+            if kind[t, s] != SL_SENDING:
                 continue
-            color = streams.color[t, s]
-            d = streams.desc[t, s]
+            color = slot_color[t, s]
+            d = slot_desc[t, s]
             total = desc_len(descs, d)
-            done = streams.done[t, s]
+            done = slot_done[t, s]
             nd, nl = trace_route(routes, width, height, t, color, scratch)
             if nd < 0:
                 err[0], err[1], err[2] = ERR_ROUTE_LOOP, t, color
@@ -217,46 +264,45 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
             amount = total - done
             for i in range(nd):
                 e = dest[i]
-                if queues.owner[e, color] != -1 and queues.owner[e, color] != t:
+                owner = q_owner[e, color]
+                if owner != -1 and owner != t:
                     err[0], err[1], err[2] = ERR_CONFLICT, t, color
                     break
-                room = Q - queues.count[e, color]
-                rs = streams.recv_slot[e, color]
+                room = Q - q_count[e, color]
+                rs = recv_slot[e, color]
                 if rs >= 0:
-                    room += desc_len(descs, streams.desc[e, rs]) - streams.done[e, rs]
+                    room += desc_len(descs, slot_desc[e, rs]) - slot_done[e, rs]
                 amount = min(amount, room)
             if err[0]:
                 break
             if amount <= 0:
                 continue
             # --- timing: when the chunk's first wavelet is injected, and how it shares its links
-            q = streams.time[t, s]
             share = 1
             busiest = 0
             for i in range(nl):
-                users = links.users[link_tile[i], link_dir[i]]
-                w = links.window[link_tile[i], link_dir[i]]
-                k = _popcount(users)
-                if k > share and w[0] < w[1]:  # streams overlapping in time share it round-robin
-                    share = k
+                lt, ld = link_tile[i], link_dir[i]
+                k = _popcount(link_users[lt, ld])
+                if k > share and link_window[lt, ld, W_ARRIVE] < link_window[lt, ld, W_LEAVE]:
+                    share = k  # streams overlapping in time share it round-robin
                     busiest = i
-            inject = q
+            inject = slot_time[t, s]
             for i in range(nl):
                 lt, ld = link_tile[i], link_dir[i]
-                free = links.window[lt, ld, 2] if share > 1 else links.free[lt, ld]
+                free = link_window[lt, ld, W_FREE] if share > 1 else link_free[lt, ld]
                 inject = max(inject, free - link_offset(timing, link_hop[i]))
             unheld = inject
             holder = -1
             for i in range(nd):
                 e = dest[i]
-                rs = streams.recv_slot[e, color]
+                rs = recv_slot[e, color]
                 if rs >= 0:
-                    bound = (streams.time[e, rs] - fabric_capacity(timing, dest_hops[i])
+                    bound = (slot_time[e, rs] - fabric_capacity(timing, dest_hops[i])
                              + backpressure_delay(timing, dest_hops[i]))
                     if bound > inject:
                         inject = bound
                         holder = e
-            if holder >= 0 and inject > unheld:
+            if holder >= 0 and inject > unheld and trace_row[t] >= 0:
                 record(trace_row, events, n_events, t, EV_BACKPRESSURE, unheld, inject, s * 256 + color, holder)
             # crossing times at the busiest link: alone until the last sharer arrives, then
             # round-robin (the one that arrived last goes first; equal arrivals by color)
@@ -264,59 +310,54 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
             arrive = inject + link_offset(timing, hop_b)
             alone, shared_from = amount, arrive
             if share > 1:
-                w = links.window[link_tile[busiest], link_dir[busiest]]
-                alone = min(amount, max(w[0] - arrive, 0))
-                rank = 1 if alone > 0 else _popcount(w[3] & ((np.int64(1) << color) - 1))
-                shared_from = max(w[0], arrive) + rank
+                bt, bd = link_tile[busiest], link_dir[busiest]
+                alone = min(amount, max(link_window[bt, bd, W_ARRIVE] - arrive, 0))
+                rank = 1 if alone > 0 else _popcount(link_window[bt, bd, W_LAST] & ((np.int64(1) << color) - 1))
+                shared_from = max(link_window[bt, bd, W_ARRIVE], arrive) + rank
             last_cross = _crossing(amount - 1, arrive, alone, shared_from, share)
             last = last_cross - link_offset(timing, hop_b)   # the chunk's last wavelet leaves the tile
-            src_base = streams.base[t, s]
+            src_base = slot_base[t, s]
             for i in range(nd):
                 e = dest[i]
                 after = stream_latency(timing, dest_hops[i]) - link_offset(timing, hop_b)  # crossing -> queue
                 direct = 0
-                rs = streams.recv_slot[e, color]
+                rs = recv_slot[e, color]
                 if rs >= 0:
-                    rd = streams.desc[e, rs]
-                    got = streams.done[e, rs]
+                    rd = slot_desc[e, rs]
+                    got = slot_done[e, rs]
                     need = desc_len(descs, rd) - got
                     direct = min(amount, need)
-                    row = tasks[n_tasks]
-                    row[0], row[1], row[2], row[3] = t, d, src_base, done
-                    row[4], row[5], row[6], row[7], row[8] = e, rd, streams.base[e, rs], got, direct
+                    _add_task(tasks, n_tasks, t, d, src_base, done, e, rd, slot_base[e, rs], got, direct)
                     n_tasks += 1
-                    take = streams.time[e, rs]
                     land_last = _crossing(direct - 1, arrive, alone, shared_from, share) + after
-                    take_last = max(take + direct - 1, land_last)
-                    streams.done[e, rs] = got + direct
-                    streams.time[e, rs] = take_last + 1
+                    take_last = max(slot_time[e, rs] + direct - 1, land_last)
+                    slot_done[e, rs] = got + direct
+                    slot_time[e, rs] = take_last + 1
                     if direct == need:
-                        _finish(tiles, streams, trace_row, events, n_events, phase_of_pc, phase_acc,
-                                phase_span, e, rs, take_last + 1, t)
+                        recv_slot[e, color] = -1
+                        finish(e, rs, take_last + 1, t, False)
                 rest = amount - direct
                 if rest > 0:
-                    slot = (queues.head[e, color] + queues.count[e, color]) % Q
-                    row = tasks[n_tasks]
-                    row[0], row[1], row[2], row[3] = t, d, src_base, done + direct
-                    row[4], row[5], row[6], row[7], row[8] = e, -1, color, slot, rest
+                    slot = (q_head[e, color] + q_count[e, color]) % Q
+                    _add_task(tasks, n_tasks, t, d, src_base, done + direct, e, -1, color, slot, rest)
                     n_tasks += 1
-                    queues.count[e, color] += rest
-                    queues.ready[e, color] = max(queues.ready[e, color], last_cross + after)
-                queues.owner[e, color] = t if done + amount < total else -1
+                    q_count[e, color] += rest
+                    q_ready[e, color] = max(q_ready[e, color], last_cross + after)
+                q_owner[e, color] = t if done + amount < total else -1
             for i in range(nl):
                 lt, ld = link_tile[i], link_dir[i]
-                links.wavelets[lt, ld] += amount
-                links.free[lt, ld] = max(links.free[lt, ld], last + link_offset(timing, link_hop[i]) + 1)
-            tiles.sent[t] += amount
+                link_wavelets[lt, ld] += amount
+                link_free[lt, ld] = max(link_free[lt, ld], last + link_offset(timing, link_hop[i]) + 1)
+            sent[t] += amount
             moved += amount
             done += amount
-            streams.done[t, s] = done
-            streams.time[t, s] = last + 1
+            slot_done[t, s] = done
+            slot_time[t, s] = last + 1
             if done == total:
-                _finish(tiles, streams, trace_row, events, n_events, phase_of_pc, phase_acc, phase_span,
-                        t, s, last + 1, holder)
+                send_slot[t, color] = -1
+                finish(t, s, last + 1, holder, True)
     if detail:
-        _mark_links(streams, links, routes, width, height, descs, timing, False)
+        _clear_links(links, n_touched)
     return moved, n_tasks, full
 
 

@@ -393,7 +393,7 @@ class Emulator:
         cfg, s = self.program.config, self.state
         scratch = s.links.scratch
         nd, _ = fabric.trace_route(s.routes, cfg.width, cfg.height, t, color, scratch)
-        dest = scratch[0, :max(nd, 0)]
+        dest = scratch[fabric.DEST, :max(nd, 0)]
         parts = [f"{self._where(int(e))}: {int(s.queues.count[e, color])}/{cfg.queue_depth}" for e in dest[:4]]
         return ", ".join(parts) + (" ..." if nd > 4 else "")
 

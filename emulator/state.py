@@ -43,6 +43,7 @@ Links (`LinkState`), per (tile, direction N/E/S/W): the outgoing link
   users      int64   [T, 4]   fabric-phase scratch: bit set of colors whose streams use the link
   window     int64   [T, 4, 4] fabric-phase scratch: their latest arrival at the link, earliest
                               end, the link's reservation before the phase, the colors arriving last
+  touched    int64   [4T]     fabric-phase scratch: the links whose users and window it set, to clear
   scratch    int64   [8, 4T + 8] destinations, links and the walk stack of one route trace
 """
 from __future__ import annotations
@@ -67,7 +68,7 @@ BUDGET_FAULTS = (FAULT_LIMIT, FAULT_CYCLES)  # reported as BudgetError, not as a
 TileState = namedtuple("TileState", "mem regs pc status fault wait_slot wait_pc clock busy blocked icount sent")
 StreamState = namedtuple("StreamState", "kind color desc base done time start recv_slot send_slot")
 QueueState = namedtuple("QueueState", "fifo head count ready owner")
-LinkState = namedtuple("LinkState", "wavelets free users window scratch")
+LinkState = namedtuple("LinkState", "wavelets free users window touched scratch")
 
 
 Recorder = namedtuple("Recorder", "trace_row events n_events phase_of_pc phase_acc phase_span")
@@ -94,7 +95,7 @@ class FabricState:
         per_tile = (4 * S + 4 * cfg.registers + 4 + 1 + 4 + 1 + 6 * 8   # mem, regs, pc, status, fault, counters
                     + K * (1 + 4 + 4 + 4 * 8)                           # stream slots
                     + C * (4 * Q + 4 + 4 + 8 + 4 + 5 + 2)               # queues, owner, routes, slot maps
-                    + 4 * 8 * 7 + 8 * 4 * 8 + 9 * 8 * 4                 # links, route scratch, copy tasks
+                    + 4 * 8 * 8 + 8 * 4 * 8 + 9 * 8 * 4                 # links, route scratch, copy tasks
                     + phases * 6 * 8 + 4)                               # phase accounting, trace row
         return T * per_tile + traced * events_per_tile * EVENT_FIELDS * 8
 
@@ -130,6 +131,7 @@ class FabricState:
                                  ready=np.zeros((T, Cq), dtype=np.int64), owner=np.full((T, Cq), -1, dtype=np.int32))
         self.links = LinkState(wavelets=np.zeros((T, 4), dtype=np.int64), free=np.zeros((T, 4), dtype=np.int64),
                                users=np.zeros((T, 4), dtype=np.int64), window=np.zeros((T, 4, 4), dtype=np.int64),
+                               touched=np.zeros(4 * T, dtype=np.int64),
                                scratch=np.empty((8, 4 * T + 8), dtype=np.int64))
         trace_row = np.full(T, -1, dtype=np.int32)
         traced = [] if trace_tiles is None else list(trace_tiles)
