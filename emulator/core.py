@@ -1,11 +1,11 @@
 """The tile core: runs one tile's instructions until it blocks, halts or faults.
 
 A tile runs straight through scalar and vector instructions. A send or
-receive starts a stream on one of the tile's stream slots (stream_slots.py):
+receive starts a stream on one of the tile's stream slots (state.py):
 `sendx`/`recvx` and the core goes on, `send`/`recv`/`wait` and it blocks
-until the fabric phase (fabric.py) completes the stream, because moving
-wavelets writes other tiles' state. A receive first takes what its ramp queue
-already holds. Tiles only touch their own state here, so the compute phase
+until the fabric phase (fabric.py) completes the stream and wakes it, because
+moving wavelets writes other tiles' state. A receive first takes what its
+ramp queue already holds. Tiles only touch their own state here, so the compute phase
 runs tiles in parallel.
 """
 import numpy as np
@@ -13,13 +13,13 @@ from numba import njit, prange
 
 from . import isa
 from .budget import B_CYCLES, B_INSTRUCTIONS, B_SLICE_CYCLES, B_SLICE_INSTRUCTIONS
-from .recorder import account, record
+from .recorder import record
 from .scalar_ops import scalar_step
-from .state import (FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC, PH_COMPUTE, PH_SCALAR,
+from .state import (FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC, PH_BLOCKED, PH_COMPUTE,
+                    PH_INSTRUCTIONS, PH_SCALAR,
                     SL_COMPLETE, SL_IDLE, SL_RECEIVING, SL_SENDING, ST_FAULT, ST_HALT, ST_RUN, ST_WAIT)
-from .stream_slots import resume_after
 from .timing import T_ISSUE, mmac_cycles, special_cycles, vector_cycles
-from .trace_events import EV_MMAC, EV_SCALAR, EV_VECTOR
+from .trace_events import EV_BLOCKED, EV_MMAC, EV_SCALAR, EV_VECTOR
 from .vector_ops import (desc_base, desc_in_bounds, desc_len, matmac, scatter, vec_binary, vec_fill,
                          vec_fmac, vec_mask, vec_unary)
 
@@ -31,16 +31,6 @@ SEND, RECV, SENDX, RECVX, WAIT = isa.SEND, isa.RECV, isa.SENDX, isa.RECVX, isa.W
 BLOCKING_SLOT, STREAM_SLOTS = isa.BLOCKING_SLOT, isa.STREAM_SLOTS
 
 
-@njit(cache=True, inline="always")
-def _busy_slot(streams, t):
-    """A slot still moving wavelets, or -1 (halt waits for the tile's streams)."""
-    for s in range(STREAM_SLOTS):
-        k = streams.kind[t, s]
-        if k == SL_SENDING or k == SL_RECEIVING:
-            return s
-    return -1
-
-
 @njit(cache=True)
 def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
     """Run tile t from pc[t]; returns the number of instructions retired and the
@@ -49,13 +39,25 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
     The tile stops early, still runnable, after a slice of instructions or
     cycles (budget.py), so that the driver sees Ctrl-C; it faults when its
     instruction or cycle budget runs out. A run of scalar instructions is one
-    trace event, so that tracing a loop costs one record per vector op."""
+    trace event, so that tracing a loop costs one record per vector op.
+
+    The records' arrays are taken into locals, and per instruction no helper
+    that branches is passed an array (the accounting is a closure over the
+    locals): numba would count references to such an array atomically on every
+    call, on a count both threads share (recorder.py)."""
     m = tiles.mem[t]
     r = tiles.regs[t]
-    trace_row, events, n_events = rec.trace_row, rec.events, rec.n_events  # arrays for the helpers
+    last_reg = r.shape[0] - 1
+    status, wait_slot, wait_pc, blocked = tiles.status, tiles.wait_slot, tiles.wait_pc, tiles.blocked
+    kind, slot_color, slot_desc, slot_base = streams.kind, streams.color, streams.desc, streams.base
+    slot_done, slot_time, slot_start = streams.done, streams.time, streams.start
+    recv_slot, send_slot = streams.recv_slot, streams.send_slot
+    fifo, q_head, q_count, q_ready = queues.fifo, queues.head, queues.count, queues.ready
+    trace_row, events, n_events = rec.trace_row, rec.events, rec.n_events
     phase_of_pc, phase_acc, phase_span = rec.phase_of_pc, rec.phase_acc, rec.phase_span
+    traced = trace_row[t] >= 0             # record is called for traced tiles only
+    accounting = phase_of_pc.shape[0] > 0  # --timing off: no per-statement accounting
     words = m.shape[0]
-    fifo = queues.fifo
     Q = fifo.shape[2]
     issue = timing[T_ISSUE]
     p = tiles.pc[t]
@@ -63,24 +65,47 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
     work = tiles.busy[t]
     done_here = 0
     n_code = code.shape[0]
-    max_instructions = budget[B_INSTRUCTIONS]
+    instructions_left = budget[B_INSTRUCTIONS] - tiles.icount[t]
     max_cycles = budget[B_CYCLES]
     slice_end = clk + budget[B_SLICE_CYCLES]
     slice_instructions = budget[B_SLICE_INSTRUCTIONS]
     run_start = clk        # the current run of scalar instructions: first cycle, pc, count before it
     run_pc = p
     run_n0 = 0
+
+    def charge(pc, column, cycles, start):
+        # one instruction and its cycles (PH_COMPUTE or PH_SCALAR) to instruction pc's phase
+        if accounting:
+            ph = phase_of_pc[pc]
+            phase_acc[t, ph, column] += cycles
+            phase_acc[t, ph, PH_INSTRUCTIONS] += 1
+            phase_span[t, ph, 0] = min(phase_span[t, ph, 0], start)
+            phase_span[t, ph, 1] = max(phase_span[t, ph, 1], start + cycles)
+
+    def resumed(slot, clk, when, pc):
+        # The core, stopped at clk, goes on at `when` if that is later: the gap is time
+        # blocked on the fabric, charged to instruction pc's phase. Returns the new clock.
+        if when > clk:
+            if traced:
+                record(trace_row, events, n_events, t, EV_BLOCKED, clk, when, slot, -1)
+            blocked[t] += when - clk
+            if accounting:
+                ph = phase_of_pc[pc]
+                phase_acc[t, ph, PH_BLOCKED] += when - clk
+                phase_span[t, ph, 1] = max(phase_span[t, ph, 1], when)
+        return max(clk, when)
+
     while True:
         if p < 0 or p >= n_code:
-            tiles.status[t] = ST_FAULT
+            status[t] = ST_FAULT
             tiles.fault[t] = FAULT_PC
             break
-        if tiles.icount[t] + done_here >= max_instructions:
-            tiles.status[t] = ST_FAULT
+        if done_here >= instructions_left:
+            status[t] = ST_FAULT
             tiles.fault[t] = FAULT_LIMIT
             break
         if clk > max_cycles:
-            tiles.status[t] = ST_FAULT
+            status[t] = ST_FAULT
             tiles.fault[t] = FAULT_CYCLES
             break
         if done_here >= slice_instructions or clk > slice_end:
@@ -90,129 +115,130 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
         b = code[p, 2]
         c = code[p, 3]
         if op == HALT:
-            busy_slot = _busy_slot(streams, t)
-            if busy_slot >= 0:  # wait for the tile's own streams, then halt
-                tiles.status[t] = ST_WAIT
-                tiles.wait_slot[t] = busy_slot
-                tiles.wait_pc[t] = p
+            busy_slot = -1  # a slot still moving wavelets: halt waits for the tile's streams
+            for s in range(STREAM_SLOTS):
+                if busy_slot < 0 and (kind[t, s] == SL_SENDING or kind[t, s] == SL_RECEIVING):
+                    busy_slot = s
+            if busy_slot >= 0:
+                status[t] = ST_WAIT
+                wait_slot[t] = busy_slot
+                wait_pc[t] = p
                 break
-            account(phase_of_pc, phase_acc, phase_span, t, p, PH_SCALAR, issue, clk, clk + issue)
+            charge(p, PH_SCALAR, issue, clk)
             clk += issue
-            tiles.status[t] = ST_HALT
+            status[t] = ST_HALT
             done_here += 1
             break
         if op < VFILL:  # scalar: integer registers and control flow
             done_here += 1
-            account(phase_of_pc, phase_acc, phase_span, t, p, PH_SCALAR, issue, clk, clk + issue)
+            charge(p, PH_SCALAR, issue, clk)
             clk += issue
-            target, ok = scalar_step(op, a, b, c, r)
+            # a field that names no register reads some register, which the op ignores
+            value, write, target, ok = scalar_step(op, a, b, c, r[min(max(a, 0), last_reg)],
+                                                   r[min(max(b, 0), last_reg)], r[min(max(c, 0), last_reg)])
             if not ok:
-                tiles.status[t] = ST_FAULT
+                status[t] = ST_FAULT
                 tiles.fault[t] = FAULT_DIVIDE
                 break
+            if write:
+                r[a] = value
             p = target if target >= 0 else p + 1
             continue
         if op >= SEND:  # streams: the issue cycle counts as scalar work
             if op == WAIT:
-                kind = streams.kind[t, a]
-                if kind == SL_SENDING or kind == SL_RECEIVING:
-                    account(phase_of_pc, phase_acc, phase_span, t, p, PH_SCALAR, issue, clk, clk + issue)
-                    clk += issue
-                    done_here += 1
-                    tiles.status[t] = ST_WAIT
-                    tiles.wait_slot[t] = a
-                    tiles.wait_pc[t] = p
-                    p += 1
-                    break
-                account(phase_of_pc, phase_acc, phase_span, t, p, PH_SCALAR, issue, clk, clk + issue)
+                now = kind[t, a]
+                charge(p, PH_SCALAR, issue, clk)
                 clk += issue
                 done_here += 1
-                if kind == SL_COMPLETE:
-                    if clk > run_start:
+                if now == SL_SENDING or now == SL_RECEIVING:
+                    status[t] = ST_WAIT
+                    wait_slot[t] = a
+                    wait_pc[t] = p
+                    p += 1
+                    break
+                if now == SL_COMPLETE:
+                    if traced and clk > run_start:
                         record(trace_row, events, n_events, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
-                    clk = resume_after(tiles.blocked, trace_row, events, n_events, phase_of_pc, phase_acc, phase_span,
-                                   t, a, clk, streams.time[t, a], p, -1)
+                    clk = resumed(a, clk, slot_time[t, a], p)
                     run_start = clk
                     run_pc = p + 1
                     run_n0 = done_here
-                streams.kind[t, a] = SL_IDLE
+                kind[t, a] = SL_IDLE
                 p += 1
                 continue
             slot = BLOCKING_SLOT if (op == SEND or op == RECV) else c
             base = desc_base(descs, b, r)
             if not desc_in_bounds(descs, b, base, words):
-                tiles.status[t] = ST_FAULT
+                status[t] = ST_FAULT
                 tiles.fault[t] = FAULT_ADDRESS
                 break
             sending = op == SEND or op == SENDX
-            holder = streams.send_slot[t, a] if sending else streams.recv_slot[t, a]
-            kind = streams.kind[t, slot]
-            if kind == SL_SENDING or kind == SL_RECEIVING or holder >= 0:
+            holder = send_slot[t, a] if sending else recv_slot[t, a]
+            now = kind[t, slot]
+            if now == SL_SENDING or now == SL_RECEIVING or holder >= 0:
                 # a structural hazard, not an error: issue once the earlier stream is done
-                tiles.status[t] = ST_WAIT
-                tiles.wait_slot[t] = slot if (kind == SL_SENDING or kind == SL_RECEIVING) else holder
-                tiles.wait_pc[t] = p
+                status[t] = ST_WAIT
+                wait_slot[t] = slot if (now == SL_SENDING or now == SL_RECEIVING) else holder
+                wait_pc[t] = p
                 break
-            if kind == SL_COMPLETE and streams.time[t, slot] > clk:
+            if now == SL_COMPLETE and slot_time[t, slot] > clk:
                 # the slot's last stream finished after this cycle: the new one issues then
-                if clk > run_start:
+                if traced and clk > run_start:
                     record(trace_row, events, n_events, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
-                clk = resume_after(tiles.blocked, trace_row, events, n_events, phase_of_pc, phase_acc, phase_span,
-                                   t, slot, clk, streams.time[t, slot], p, -1)
+                clk = resumed(slot, clk, slot_time[t, slot], p)
                 run_start = clk
                 run_pc = p
                 run_n0 = done_here
-            account(phase_of_pc, phase_acc, phase_span, t, p, PH_SCALAR, issue, clk, clk + issue)
-            streams.color[t, slot] = a
-            streams.desc[t, slot] = b
-            streams.base[t, slot] = base
-            streams.start[t, slot] = clk
-            streams.done[t, slot] = 0
+            charge(p, PH_SCALAR, issue, clk)
+            slot_color[t, slot] = a
+            slot_desc[t, slot] = b
+            slot_base[t, slot] = base
+            slot_start[t, slot] = clk
+            slot_done[t, slot] = 0
             done_here += 1
             if sending:
-                streams.kind[t, slot] = SL_SENDING
-                streams.time[t, slot] = clk
-                streams.send_slot[t, a] = slot
+                kind[t, slot] = SL_SENDING
+                slot_time[t, slot] = clk
+                send_slot[t, a] = slot
             else:
                 total = desc_len(descs, b)
                 got = 0
                 take = clk  # the cycle the next wavelet can be taken
-                queued = queues.count[t, a]
+                queued = q_count[t, a]
                 if queued > 0:
                     k = min(queued, total)
-                    head = queues.head[t, a]
+                    head = q_head[t, a]
                     tmp = np.empty(k, dtype=np.float32)
                     for j in range(k):
                         tmp[j] = fifo[t, a, (head + j) % Q]
                     scatter(m, descs, b, base, 0, k, tmp, 0)
-                    queues.head[t, a] = (head + k) % Q
-                    queues.count[t, a] = queued - k
+                    q_head[t, a] = (head + k) % Q
+                    q_count[t, a] = queued - k
                     # queued wavelets land at most one per cycle, the last at ready
-                    take = max(clk + k, queues.ready[t, a] + 1 - (queued - k))
+                    take = max(clk + k, q_ready[t, a] + 1 - (queued - k))
                     got = k
-                streams.done[t, slot] = got
-                streams.time[t, slot] = take
+                slot_done[t, slot] = got
+                slot_time[t, slot] = take
                 if got == total:
-                    streams.kind[t, slot] = SL_COMPLETE
+                    kind[t, slot] = SL_COMPLETE
                 else:
-                    streams.kind[t, slot] = SL_RECEIVING
-                    streams.recv_slot[t, a] = slot
+                    kind[t, slot] = SL_RECEIVING
+                    recv_slot[t, a] = slot
             clk += issue
             p += 1
             if slot == BLOCKING_SLOT:
-                if streams.kind[t, slot] == SL_COMPLETE:  # a recv the queue satisfied
-                    if clk > run_start:
+                if kind[t, slot] == SL_COMPLETE:  # a recv the queue satisfied
+                    if traced and clk > run_start:
                         record(trace_row, events, n_events, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
-                    clk = resume_after(tiles.blocked, trace_row, events, n_events, phase_of_pc, phase_acc, phase_span,
-                                   t, slot, clk, streams.time[t, slot], p - 1, -1)
-                    streams.kind[t, slot] = SL_IDLE
+                    clk = resumed(slot, clk, slot_time[t, slot], p - 1)
+                    kind[t, slot] = SL_IDLE
                     run_start = clk
                     run_pc = p
                     run_n0 = done_here
                     continue
-                tiles.status[t] = ST_WAIT
-                tiles.wait_slot[t] = slot
-                tiles.wait_pc[t] = p - 1
+                status[t] = ST_WAIT
+                wait_slot[t] = slot
+                wait_pc[t] = p - 1
                 break
             continue
         # vector instructions: every descriptor operand is bounds-checked first
@@ -227,7 +253,7 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
             bb = desc_base(descs, c, r)
             ok = ok and desc_in_bounds(descs, c, bb, words)
         if not ok:
-            tiles.status[t] = ST_FAULT
+            status[t] = ST_FAULT
             tiles.fault[t] = FAULT_ADDRESS
             break
         if op == MMAC:
@@ -253,13 +279,13 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
                 vec_fmac(m, descs, a, b, c, bd, ba, bb)
             elif op >= VADD and op <= VMIN:
                 vec_binary(m, op, descs, a, b, c, bd, ba, bb)
-        if clk > run_start:
+        if traced and clk > run_start:
             record(trace_row, events, n_events, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
-        if op == MMAC:
+        if traced and op == MMAC:
             record(trace_row, events, n_events, t, EV_MMAC, clk, clk + cost, p, descs[a, 6] * descs[a, 8] * descs[b, 8])
-        else:
+        elif traced:
             record(trace_row, events, n_events, t, EV_VECTOR, clk, clk + cost, p, op)
-        account(phase_of_pc, phase_acc, phase_span, t, p, PH_COMPUTE, cost, clk, clk + cost)
+        charge(p, PH_COMPUTE, cost, clk)
         clk += cost
         work += cost - issue
         done_here += 1
@@ -267,13 +293,13 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
         run_start = clk
         run_pc = p
         run_n0 = done_here
-    if clk > run_start:
+    if traced and clk > run_start:
         record(trace_row, events, n_events, t, EV_SCALAR, run_start, clk, run_pc, done_here - run_n0)
     tiles.pc[t] = p
     tiles.clock[t] = clk
     tiles.busy[t] = work
     tiles.icount[t] += done_here
-    return done_here, tiles.status[t]
+    return done_here, status[t]
 
 
 @njit(cache=True, parallel=True)
@@ -290,9 +316,8 @@ def compute_phase(code, descs, fimm, tiles, streams, queues, rec, timing, budget
     for t in prange(status.shape[0]):
         now = status[t]
         if now == ST_RUN:
-            # the status run_tile returns, not status[t] read again: numba compiles this
-            # body with its arrays marked noalias, so the read above was reused, every
-            # tile counted as still running and the driver went through Python per round
+            # the status run_tile returns, not status[t] read again: in this loop numba
+            # may reuse the value read above (it took every tile for still running)
             retired, now = run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget)
             total += retired
         if now == ST_HALT:

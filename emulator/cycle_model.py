@@ -356,10 +356,14 @@ def _advance_core(i, now, prog, core, streams, stack, words, limits, ctl):
             ctl[C_RUNNING] -= 1
             break
         if op < VFILL:
-            target, ok = scalar_step(op, a, b, c, r)
+            last = r.shape[0] - 1  # a field that names no register reads some register (ignored)
+            value, write, target, ok = scalar_step(op, a, b, c, r[min(max(a, 0), last)], r[min(max(b, 0), last)],
+                                                   r[min(max(c, 0), last)])
             if not ok:
                 fault = F_DIVIDE
                 break
+            if write:
+                r[a] = value
             retired += 1
             clk += issue
             p = p + 1 if target < 0 else target

@@ -1,6 +1,7 @@
 """numba: the scalar and control instructions, shared by the functional core
 (core.py) and the cycle-level model (cycle_model.py), so both run a program's
 integer work, and so its control flow, identically."""
+import numpy as np
 from numba import njit
 
 from .isa import (ADD, ADDI, BEQ, BGE, BLT, BNE, DIV, DIVI, JMP, LI, LOOP, MAXR, MINR, MOD, MODI, MUL, MULI,
@@ -8,52 +9,57 @@ from .isa import (ADD, ADDI, BEQ, BGE, BLT, BNE, DIV, DIVI, JMP, LI, LOOP, MAXR,
 
 
 @njit(cache=True, inline="always")
-def scalar_step(op, a, b, c, r):
-    """One scalar or control instruction, for both models. Returns
-    (branch target or -1 to fall through, False on a division by zero)."""
+def scalar_step(op, a, b, c, ra, rb, rc):
+    """One scalar or control instruction, for both models, on the values of the
+    registers its fields a, b, c name (whatever a field that names no register
+    reads: the op ignores it). It takes values, not the register array, because
+    numba counts references to an array passed to a helper that branches, and
+    that per instruction cost more than the instruction (recorder.py).
+
+    Returns (value, write it to register a, branch target or -1 to fall through,
+    False on a division by zero)."""
+    value = 0
     nxt = -1
     if op == LI:
-        r[a] = b
+        value = b
     elif op == ADDI:
-        r[a] = r[b] + c
+        value = rb + c
     elif op == MULI:
-        r[a] = r[b] * c
+        value = rb * c
     elif op == DIVI or op == MODI or op == DIV or op == MOD:
-        den = c if (op == DIVI or op == MODI) else r[c]
+        den = c if (op == DIVI or op == MODI) else rc
         if den == 0:
-            return nxt, False
+            return value, False, nxt, False
         if op == DIVI or op == DIV:
-            r[a] = r[b] // den
+            value = rb // den
         else:
-            r[a] = r[b] % den
+            value = rb % den
     elif op == ADD:
-        r[a] = r[b] + r[c]
+        value = rb + rc
     elif op == SUB:
-        r[a] = r[b] - r[c]
+        value = rb - rc
     elif op == MUL:
-        r[a] = r[b] * r[c]
+        value = rb * rc
     elif op == MINR:
-        r[a] = min(r[b], r[c])
+        value = min(rb, rc)
     elif op == MAXR:
-        r[a] = max(r[b], r[c])
+        value = max(rb, rc)
     elif op == JMP:
-        nxt = a
-    elif op == BEQ:
-        if r[a] == r[b]:
-            nxt = c
-    elif op == BNE:
-        if r[a] != r[b]:
-            nxt = c
-    elif op == BLT:
-        if r[a] < r[b]:
-            nxt = c
-    elif op == BGE:
-        if r[a] >= r[b]:
-            nxt = c
+        return value, False, a, True
+    elif op == BEQ or op == BNE or op == BLT or op == BGE:
+        if op == BEQ:
+            taken = ra == rb
+        elif op == BNE:
+            taken = ra != rb
+        elif op == BLT:
+            taken = ra < rb
+        else:
+            taken = ra >= rb
+        return value, False, c if taken else -1, True
     elif op == LOOP:
-        r[a] += 1
-        if r[a] < b:
+        value = np.int32(ra + 1)  # compared as the register holds it (an int32 wraps)
+        if value < b:
             nxt = c
-    return nxt, True
-
-
+    else:
+        return value, False, nxt, True
+    return value, True, nxt, True
