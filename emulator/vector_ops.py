@@ -128,8 +128,23 @@ def _fmin(a, b):
     return a if a < b else b
 
 
+@njit(cache=True)
+def _dense_like(descs, d, like):
+    """Descriptor d walks consecutive words in the shape of descriptor `like`. When
+    every operand does so in the destination's shape, an op is one row of
+    desc_len elements: the common case, which then merges no dims (merged_dims
+    allocates, and on short vectors that cost more than the arithmetic)."""
+    for i in range(4):
+        if descs[d, 2 + 2 * i] != descs[like, 2 + 2 * i]:
+            return False
+    return desc_is_dense(descs, d)
+
+
 @njit(cache=True, error_model="numpy")
 def vec_binary(m, op, descs, dd, da, db, bd, ba, bb):
+    if desc_is_dense(descs, dd) and _dense_like(descs, da, dd) and _dense_like(descs, db, dd):
+        _binary_row(m, op, bd, 1, ba, 1, bb, 1, desc_len(descs, dd))
+        return
     ds = np.array([dd, da, db])
     ext, st = merged_dims(descs, ds, 3)
     for i0 in range(ext[0]):
@@ -141,57 +156,69 @@ def vec_binary(m, op, descs, dd, da, db, bd, ba, bb):
                 _binary_row(m, op, pd, st[0, 3], pa, st[1, 3], pb, st[2, 3], ext[3])
 
 
+@njit(cache=True, inline="always")
+def _fmac_row(m, pd, sd, pa, sa, pb, sb, n):
+    if sd == 1 and sa == 1 and sb == 1:
+        for j in range(n):
+            m[pd + j] = m[pd + j] + m[pa + j] * m[pb + j]
+    else:
+        for j in range(n):
+            m[pd + j * sd] = m[pd + j * sd] + m[pa + j * sa] * m[pb + j * sb]
+
+
 @njit(cache=True)
 def vec_fmac(m, descs, dd, da, db, bd, ba, bb):
     """dst = dst + a * b with two roundings, walking the descriptors in order."""
+    if desc_is_dense(descs, dd) and _dense_like(descs, da, dd) and _dense_like(descs, db, dd):
+        _fmac_row(m, bd, 1, ba, 1, bb, 1, desc_len(descs, dd))
+        return
     ds = np.array([dd, da, db])
     ext, st = merged_dims(descs, ds, 3)
-    n = ext[3]
-    sd, sa, sb = st[0, 3], st[1, 3], st[2, 3]
     for i0 in range(ext[0]):
         for i1 in range(ext[1]):
             for i2 in range(ext[2]):
                 pd = bd + i0 * st[0, 0] + i1 * st[0, 1] + i2 * st[0, 2]
                 pa = ba + i0 * st[1, 0] + i1 * st[1, 1] + i2 * st[1, 2]
                 pb = bb + i0 * st[2, 0] + i1 * st[2, 1] + i2 * st[2, 2]
-                if sd == 1 and sa == 1 and sb == 1:
-                    for j in range(n):
-                        m[pd + j] = m[pd + j] + m[pa + j] * m[pb + j]
-                else:
-                    for j in range(n):
-                        m[pd + j * sd] = m[pd + j * sd] + m[pa + j * sa] * m[pb + j * sb]
+                _fmac_row(m, pd, st[0, 3], pa, st[1, 3], pb, st[2, 3], ext[3])
+
+
+@njit(cache=True, inline="always")
+def _unary_row(m, op, pd, sd, ps, ss, n, scale):
+    if op == 0:
+        if sd == 1 and ss == 1:
+            m[pd:pd + n] = m[ps:ps + n]
+        else:
+            for j in range(n):
+                m[pd + j * sd] = m[ps + j * ss]
+    elif op == 1:
+        for j in range(n):
+            m[pd + j * sd] = m[ps + j * ss] * scale
+    elif op == VSQRT:
+        for j in range(n):
+            m[pd + j * sd] = np.sqrt(m[ps + j * ss])
+    elif op == VEXP:
+        for j in range(n):
+            m[pd + j * sd] = exp_f32(m[ps + j * ss])
+    else:
+        for j in range(n):
+            m[pd + j * sd] = tanh_f32(m[ps + j * ss])
 
 
 @njit(cache=True)
 def vec_unary(m, descs, dd, ds_, bd, bs, scale, op):
     """op 0: dst = src (copy); VSCALE-like 1: dst = src * scale; else VSQRT, VEXP or VTANH."""
+    if desc_is_dense(descs, dd) and _dense_like(descs, ds_, dd):
+        _unary_row(m, op, bd, 1, bs, 1, desc_len(descs, dd), scale)
+        return
     ds = np.array([dd, ds_])
     ext, st = merged_dims(descs, ds, 2)
-    n = ext[3]
-    sd, ss = st[0, 3], st[1, 3]
     for i0 in range(ext[0]):
         for i1 in range(ext[1]):
             for i2 in range(ext[2]):
                 pd = bd + i0 * st[0, 0] + i1 * st[0, 1] + i2 * st[0, 2]
                 ps = bs + i0 * st[1, 0] + i1 * st[1, 1] + i2 * st[1, 2]
-                if op == 0:
-                    if sd == 1 and ss == 1:
-                        m[pd:pd + n] = m[ps:ps + n]
-                    else:
-                        for j in range(n):
-                            m[pd + j * sd] = m[ps + j * ss]
-                elif op == 1:
-                    for j in range(n):
-                        m[pd + j * sd] = m[ps + j * ss] * scale
-                elif op == VSQRT:
-                    for j in range(n):
-                        m[pd + j * sd] = np.sqrt(m[ps + j * ss])
-                elif op == VEXP:
-                    for j in range(n):
-                        m[pd + j * sd] = exp_f32(m[ps + j * ss])
-                else:
-                    for j in range(n):
-                        m[pd + j * sd] = tanh_f32(m[ps + j * ss])
+                _unary_row(m, op, pd, st[0, 3], ps, st[1, 3], ext[3], scale)
 
 
 @njit(cache=True)
@@ -209,6 +236,9 @@ def vec_mask(m, descs, dd, bd, value, offset):
 
 @njit(cache=True)
 def vec_fill(m, descs, dd, bd, value):
+    if desc_is_dense(descs, dd):
+        m[bd:bd + desc_len(descs, dd)] = value
+        return
     ds = np.array([dd])
     ext, st = merged_dims(descs, ds, 1)
     for i0 in range(ext[0]):
