@@ -5,8 +5,8 @@ receive starts a stream on one of the tile's stream slots (state.py):
 `sendx`/`recvx` and the core goes on, `send`/`recv`/`wait` and it blocks
 until the fabric phase (fabric.py) completes the stream and wakes it, because
 moving wavelets writes other tiles' state. A receive first takes what its
-ramp queue already holds. Tiles only touch their own state here, so the compute phase
-runs tiles in parallel.
+ramp queue already holds. Tiles only touch their own state here, so the
+compute phase runs tiles in parallel.
 """
 import numpy as np
 from numba import njit, prange
@@ -316,8 +316,9 @@ def compute_phase(code, descs, fimm, tiles, streams, queues, rec, timing, budget
     for t in prange(status.shape[0]):
         now = status[t]
         if now == ST_RUN:
-            # the status run_tile returns, not status[t] read again: in this loop numba
-            # may reuse the value read above (it took every tile for still running)
+            # the status run_tile returns, not status[t] read again: numba compiles this
+            # body with its arrays marked noalias, so the read above was reused, every
+            # tile counted as still running and the driver went through Python per round
             retired, now = run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget)
             total += retired
         if now == ST_HALT:
