@@ -66,7 +66,7 @@ def pad_inputs(A: np.ndarray, B: np.ndarray, grid: tuple) -> tuple[np.ndarray, n
 
 
 def run_padded(A: np.ndarray, B: np.ndarray, grid: tuple, **run_kwargs):
-    """C = A @ B with kernels/matmul_systolic.tg for any M, K, N: pad, run, crop.
+    """The product of A and B by kernels/matmul_systolic.tg for any M, K, N: pad, run, crop.
     run_kwargs go to tilegrid.run_kernel (params, config, check, budget).
     Returns (C [M, N], the RunResult of the padded run)."""
     from tilegrid.api import run_kernel  # here, not at import: tilegrid.api imports this package
