@@ -289,12 +289,10 @@ class _Emitter:
         """Compute as many candidates as the free registers allow beyond `reserve` into
         held registers; returns the expressions now held."""
         chosen = candidates[:max(0, len(self.free_regs) - reserve)]
-        for e in chosen:
-            reg, owned, bounds = self._compute(e)
-            if not owned:  # already in a register (cannot happen for an IBin or IConst)
-                continue
+        for e in chosen:  # each an IBin or IConst not yet held, so computed into a register of its own
+            reg, _, bounds = self._compute(e)
             self.held[e] = (reg, bounds)
-        return [e for e in chosen if e in self.held]
+        return chosen
 
     def if_tile(self, op: IfTile):
         skip = self.new_label()
