@@ -725,16 +725,40 @@ class CycleLevelError(Exception):
     """A run the cycle-level model cannot finish: deadlock, fault or cycle budget."""
 
 
+def _add_relays(routes, nbr, valid, link_hops):
+    """A logical link of h > 1 physical hops (a repaired fabric, repair.py) becomes a
+    chain of h - 1 relay routers: routers with no core that forward, on every color the
+    link carries, from the side the link enters to the side it leaves, each with its
+    router buffers, as the routers a repaired link passes through do."""
+    if link_hops is None or not (link_hops > 1).any():
+        return routes, nbr, valid
+    T, C = routes.shape[:2]
+    chains = [(t, d, int(link_hops[t, d])) for t, d in zip(*np.nonzero(link_hops > 1)) if nbr[t, d] >= 0]
+    extra = sum(h - 1 for _, _, h in chains)
+    routes = np.concatenate([routes, np.zeros((extra, C, 5), np.uint8)])
+    nbr = np.concatenate([nbr, np.full((extra, 4), -1, np.int64)])
+    valid = np.concatenate([valid, np.zeros(extra, np.int64)])
+    r = T
+    for t, d, h in chains:
+        colors = (routes[t, :, :] >> d & 1).any(axis=1)  # the colors whose route here lists the link
+        target = nbr[t, d]
+        nbr[t, d] = r
+        for k in range(h - 1):
+            routes[r, colors, d ^ 2] = 1 << d
+            valid[r] = 1 << d
+            nbr[r, d] = r + 1 if k < h - 2 else target
+            r += 1
+    return routes, nbr, valid
+
+
 class CycleState:
     """Allocates the state records of the module docstring for one program."""
 
-    def __init__(self, program):
+    def __init__(self, program, link_hops=None):
         cfg = program.config
         T, W, H = cfg.tiles, cfg.width, cfg.height
         C = max(program.routes.shape[1], 1)  # one color at least: numba never sees an empty axis
         B, Q, S = cfg.router_buffer, cfg.queue_depth, isa.STREAM_SLOTS
-        routes = np.zeros((T, C, 5), np.uint8)
-        routes[:, :program.routes.shape[1]] = program.routes
         tiles = np.arange(T)
         x, y = tiles % W, tiles // W
         nbr = np.full((T, 4), -1, np.int64)
@@ -744,6 +768,11 @@ class CycleState:
             on = (nx >= 0) & (nx < W) & (ny >= 0) & (ny < H)
             nbr[on, d] = (ny * W + nx)[on]
             valid[on] |= 1 << d
+        routes = np.zeros((T, C, 5), np.uint8)
+        routes[:, :program.routes.shape[1]] = program.routes
+        routes, nbr, valid = _add_relays(routes, nbr, valid, link_hops)
+        self.tiles = T  # the program's tiles; routers past them are relays (no core)
+        T = len(nbr)
         feeds = np.zeros((T, C, N_PORTS), np.int64)
         for port in range(N_PORTS):
             bits = routes[:, :, port].astype(np.int64) & valid[:, None]
@@ -753,13 +782,15 @@ class CycleState:
                          routes, nbr, valid, feeds.reshape(T * C, N_PORTS),
                          np.bitwise_or.reduce(routes.astype(np.int64), axis=(1, 2)) & valid & 0xF,
                          np.asarray(cfg.timing_vector(), np.int64))
+        x = np.concatenate([x, np.zeros(T - self.tiles, np.int64)])
+        y = np.concatenate([y, np.zeros(T - self.tiles, np.int64)])
         regs = np.zeros((T, cfg.registers), np.int32)
         regs[:, isa.REG_TX] = x
         regs[:, isa.REG_TY] = y
         pc = np.zeros(T, np.int64)
         status = np.full(T, HALTED, np.int64)  # tiles outside every region never run
         for r in program.regions:
-            sel = (x >= r.x0) & (x < r.x1) & (y >= r.y0) & (y < r.y1)
+            sel = (x >= r.x0) & (x < r.x1) & (y >= r.y0) & (y < r.y1) & (np.arange(T) < self.tiles)
             pc[sel] = r.start
             status[sel] = RUN
 
@@ -788,11 +819,12 @@ class CycleState:
                         self.finished, self.words, limits, self.ctl)
 
 
-def run_cycle_level(program, max_cycles: int = 10**10) -> CycleLevelResult:
+def run_cycle_level(program, max_cycles: int = 10**10, link_hops=None) -> CycleLevelResult:
     """Time `program` with the cycle-level model; raises CycleLevelError on deadlock,
-    fault, or a global clock past max_cycles."""
+    fault, or a global clock past max_cycles. link_hops: physical hops per link of a
+    repaired fabric (repair.py), None for a perfect one."""
     program.verify()
-    return run_state(program, CycleState(program), max_cycles)
+    return run_state(program, CycleState(program, link_hops), max_cycles)
 
 
 def run_state(program, state: CycleState, max_cycles: int = 10**10, work_per_call: int = WORK_PER_CALL,
@@ -810,8 +842,9 @@ def run_state(program, state: CycleState, max_cycles: int = 10**10, work_per_cal
         raise CycleLevelError(_outcome_message(program, state, outcome, max_cycles))
     core = state.core
     total = int(core.cycles.max(initial=0))
-    return CycleLevelResult(cycles=total, per_tile_cycles=core.cycles.copy(), per_tile_busy=core.busy.copy(),
-                            per_tile_instructions=core.icount.copy(), link_wavelets=state.links.wavelets.copy(),
+    T = state.tiles  # relays (cycle_model._add_relays) are not reported
+    return CycleLevelResult(cycles=total, per_tile_cycles=core.cycles[:T].copy(), per_tile_busy=core.busy[:T].copy(),
+                            per_tile_instructions=core.icount[:T].copy(), link_wavelets=state.links.wavelets[:T].copy(),
                             simulated_cycles=max(int(state.ctl[C_NOW]), total),
                             stepped_cycles=int(state.ctl[C_STEPPED]), wall_seconds=wall)
 

@@ -47,12 +47,14 @@ DEST, DEST_HOPS, LINK_TILE, LINK_DIR, LINK_HOP, STACK_TILE, STACK_PORT, STACK_HO
 
 
 @njit(cache=True)
-def trace_route(routes, width, height, src, color, scratch):
+def trace_route(routes, link_hops, width, height, src, color, scratch):
     """Follow color's routes from src's ramp.
 
     Fills scratch's rows DEST and DEST_HOPS with the destinations and their hop
     counts, LINK_TILE, LINK_DIR and LINK_HOP with the links used (tile,
-    direction, hop index); the STACK rows are the walk's. Returns (destinations,
+    direction, hop index); the STACK rows are the walk's. Hops are physical
+    router hops: a logical link counts link_hops[tile, direction] of them (1 on
+    a perfect fabric; more where repair routes it around a defect). Returns (destinations,
     links), or (-1, 0) when the routes loop. (Rows are indexed, not taken as
     views: a view here costs reference counting on every call.)
     """
@@ -93,7 +95,7 @@ def trace_route(routes, width, height, src, color, scratch):
                     return -1, 0
                 scratch[STACK_TILE, top] = ny * width + nx
                 scratch[STACK_PORT, top] = OPP[p]
-                scratch[STACK_HOPS, top] = hops + 1
+                scratch[STACK_HOPS, top] = hops + link_hops[t, p]
                 top += 1
     return nd, nl
 
@@ -130,7 +132,7 @@ def _mark_links(streams, links, routes, width, height, descs, timing):
             if kind[t, s] != SL_SENDING:
                 continue
             color = slot_color[t, s]
-            nd, nl = trace_route(routes, width, height, t, color, scratch)
+            nd, nl = trace_route(routes, links.hops, width, height, t, color, scratch)
             if nd <= 0:
                 continue
             bit = np.int64(1) << color
@@ -251,7 +253,7 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
             d = slot_desc[t, s]
             total = desc_len(descs, d)
             done = slot_done[t, s]
-            nd, nl = trace_route(routes, width, height, t, color, scratch)
+            nd, nl = trace_route(routes, links.hops, width, height, t, color, scratch)
             if nd < 0:
                 err[0], err[1], err[2] = ERR_ROUTE_LOOP, t, color
                 break

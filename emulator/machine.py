@@ -45,7 +45,7 @@ class RunStats:
     timing: str                 # fast | cycle | off: which model the cycle figures come from
     instructions: int           # retired over all tiles
     wavelets: int               # injected into the fabric
-    wavelet_hops: int           # link traversals (one wavelet over one link)
+    wavelet_hops: int           # link traversals (one wavelet over one logical link)
     sram_peak_bytes: int        # SRAM the plan uses on the fullest tile
     sram_bytes_per_tile: int    # capacity
     colors_used: int
@@ -56,6 +56,8 @@ class RunStats:
     blocked_fraction: float = 0.0  # core cycles waiting on the fabric / (cycles * tiles)
     fast_cycles: int = 0        # the fast model's figure, kept beside the cycle-level one in --timing cycle
     phases: list = field(default_factory=list)  # per source statement (kernel call): see Emulator.phase_table
+    fabric: dict = field(default_factory=dict)  # a defective wafer's repair summary (RepairedFabric.summary)
+    physical_wavelet_hops: int = 0  # router hops (one wavelet over one physical link); = wavelet_hops when perfect
     per_tile_cycles: list = field(default_factory=list, repr=False)
     per_tile_busy: list = field(default_factory=list, repr=False)
     per_tile_blocked: list = field(default_factory=list, repr=False)
@@ -108,13 +110,19 @@ def program_phases(program: Program) -> tuple[list[str], np.ndarray]:
 class Emulator:
     """Runs one program. trace_tiles: tile indices whose timed events are kept
     for a trace (None: none); timing: 'fast', 'cycle' (also run the cycle-level
-    model and report its cycles) or 'off' (benchmarks: the same run)."""
+    model and report its cycles) or 'off' (benchmarks: the same run); fabric: a
+    repair.RepairedFabric to run on a defective wafer (None: a perfect grid)."""
 
     def __init__(self, program: Program, budget: RunBudget | None = None, trace_tiles=None,
-                 events_per_tile: int = EVENTS_PER_TILE, timing: str = "fast"):
+                 events_per_tile: int = EVENTS_PER_TILE, timing: str = "fast", fabric=None):
         program.verify()
         if timing not in TIMING_MODES:
             raise EmulatorError(f"timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
+        cfg = program.config
+        if fabric is not None and (fabric.width, fabric.height) != (cfg.width, cfg.height):
+            raise EmulatorError(f"the repaired fabric's logical grid is {fabric.width}x{fabric.height}, the program's "
+                                f"{cfg.width}x{cfg.height}")
+        self.fabric = fabric
         self.program = program
         self.budget = budget or RunBudget()
         self.timing = timing
@@ -128,7 +136,8 @@ class Emulator:
         self.traced = traced
         if timing == "off":  # no per-statement accounting (an empty phase map turns it off)
             phase_of_pc = np.zeros(0, dtype=np.int32)
-        self.state = FabricState(program, traced, per_tile, phase_of_pc, len(self.phase_names))
+        self.state = FabricState(program, traced, per_tile, phase_of_pc, len(self.phase_names),
+                                 None if fabric is None else fabric.link_hops)
         self._tasks = np.zeros((max(4 * program.config.tiles, 64), 9), dtype=np.int64)
 
     # ------------------------------------------------------------- host I/O
@@ -235,7 +244,8 @@ class Emulator:
         (cycle_model.py); the fast model's cycles stay in fast_cycles."""
         from .cycle_model import CycleLevelError, run_cycle_level
         try:
-            result = run_cycle_level(self.program, max_cycles=self.budget.cycles)
+            result = run_cycle_level(self.program, max_cycles=self.budget.cycles,
+                                     link_hops=None if self.fabric is None else self.fabric.link_hops)
         except CycleLevelError as exc:
             raise EmulatorError(f"cycle-level timing: {exc}") from None
         cfg = self.program.config
@@ -266,6 +276,8 @@ class Emulator:
             blocked_fraction=blocked / (cycles * cfg.tiles) if cycles else 0.0,
             fast_cycles=cycles, rounds=rounds, undelivered_wavelets=int(s.queues.count.sum()), wall_seconds=wall,
             phases=self.phase_table(),
+            fabric={} if self.fabric is None else self.fabric.summary(),
+            physical_wavelet_hops=int((s.links.wavelets * s.links.hops).sum()),
             per_tile_cycles=tiles.clock.tolist(), per_tile_busy=tiles.busy.tolist(),
             per_tile_blocked=tiles.blocked.tolist(), per_tile_instructions=tiles.icount.tolist(),
             per_tile_sram_bytes=sram.tolist(), link_wavelets=s.links.wavelets.tolist(),
@@ -392,7 +404,7 @@ class Emulator:
     def _queue_summary(self, t: int, color: int) -> str:
         cfg, s = self.program.config, self.state
         scratch = s.links.scratch
-        nd, _ = fabric.trace_route(s.routes, cfg.width, cfg.height, t, color, scratch)
+        nd, _ = fabric.trace_route(s.routes, s.links.hops, cfg.width, cfg.height, t, color, scratch)
         dest = scratch[fabric.DEST, :max(nd, 0)]
         parts = [f"{self._where(int(e))}: {int(s.queues.count[e, color])}/{cfg.queue_depth}" for e in dest[:4]]
         return ", ".join(parts) + (" ..." if nd > 4 else "")

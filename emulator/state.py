@@ -38,6 +38,8 @@ Queues (`QueueState`), per (tile, color): the input queue at the tile's ramp
   owner      int32   [T, C]    sender whose message is partly delivered here (-1 none);
                                a second sender meanwhile is a color conflict
 Links (`LinkState`), per (tile, direction N/E/S/W): the outgoing link
+  hops       int64   [T, 4]   physical router hops of the link: 1, or more where repair routes it
+                              around a defect (repair.py); constant through a run
   wavelets   int64   [T, 4]   wavelets carried (traffic)
   free       int64   [T, 4]   cycle the link is next free (fast timing model)
   users      int64   [T, 4]   fabric-phase scratch: bit set of colors whose streams use the link
@@ -68,7 +70,7 @@ BUDGET_FAULTS = (FAULT_LIMIT, FAULT_CYCLES)  # reported as BudgetError, not as a
 TileState = namedtuple("TileState", "mem regs pc status fault wait_slot wait_pc clock busy blocked icount sent")
 StreamState = namedtuple("StreamState", "kind color desc base done time start recv_slot send_slot")
 QueueState = namedtuple("QueueState", "fifo head count ready owner")
-LinkState = namedtuple("LinkState", "wavelets free users window touched scratch")
+LinkState = namedtuple("LinkState", "hops wavelets free users window touched scratch")
 
 
 Recorder = namedtuple("Recorder", "trace_row events n_events phase_of_pc phase_acc phase_span")
@@ -81,7 +83,8 @@ class FabricState:
     """Allocates and owns the state arrays for one program run.
 
     trace_tiles: tile indices whose events are recorded (None: none), at most
-    events_per_tile each; phase_of_pc: the kernel-call phase of each instruction."""
+    events_per_tile each; phase_of_pc: the kernel-call phase of each instruction;
+    link_hops: int64 [T, 4] physical hops per link (None: a perfect fabric)."""
 
     @staticmethod
     def estimate_bytes(program, traced: int = 0, events_per_tile: int = 0, phases: int | None = None) -> int:
@@ -95,11 +98,12 @@ class FabricState:
         per_tile = (4 * S + 4 * cfg.registers + 4 + 1 + 4 + 1 + 6 * 8   # mem, regs, pc, status, fault, counters
                     + K * (1 + 4 + 4 + 4 * 8)                           # stream slots
                     + C * (4 * Q + 4 + 4 + 8 + 4 + 5 + 2)               # queues, owner, routes, slot maps
-                    + 4 * 8 * 8 + 8 * 4 * 8 + 9 * 8 * 4                 # links, route scratch, copy tasks
+                    + 5 * 4 * 8 + 4 * 4 * 8 + 8 * 4 * 8 + 9 * 8 * 4                 # links, route scratch, copy tasks
                     + phases * 6 * 8 + 4)                               # phase accounting, trace row
         return T * per_tile + traced * events_per_tile * EVENT_FIELDS * 8
 
-    def __init__(self, program, trace_tiles=None, events_per_tile: int = 0, phase_of_pc=None, phases: int = 1):
+    def __init__(self, program, trace_tiles=None, events_per_tile: int = 0, phase_of_pc=None, phases: int = 1,
+                 link_hops=None):
         cfg = program.config
         T, C, Q, K = cfg.tiles, program.routes.shape[1], cfg.queue_depth, STREAM_SLOTS
         # At least one word / color so the numba signatures never see empty axes.
@@ -129,7 +133,8 @@ class FabricState:
         self.queues = QueueState(fifo=np.zeros((T, Cq, Q), dtype=np.float32),
                                  head=np.zeros((T, Cq), dtype=np.int32), count=np.zeros((T, Cq), dtype=np.int32),
                                  ready=np.zeros((T, Cq), dtype=np.int64), owner=np.full((T, Cq), -1, dtype=np.int32))
-        self.links = LinkState(wavelets=np.zeros((T, 4), dtype=np.int64), free=np.zeros((T, 4), dtype=np.int64),
+        hops = np.ones((T, 4), dtype=np.int64) if link_hops is None else np.ascontiguousarray(link_hops, np.int64)
+        self.links = LinkState(hops=hops, wavelets=np.zeros((T, 4), dtype=np.int64), free=np.zeros((T, 4), dtype=np.int64),
                                users=np.zeros((T, 4), dtype=np.int64), window=np.zeros((T, 4, 4), dtype=np.int64),
                                touched=np.zeros(4 * T, dtype=np.int64),
                                scratch=np.empty((8, 4 * T + 8), dtype=np.int64))
