@@ -17,15 +17,17 @@ import numpy as np
 from tilegrid import kernels
 from tilegrid.emulator.budget import RunBudget
 from tilegrid.emulator.config import MachineConfig, parse_grid
+from tilegrid.emulator.defects import DEFAULT_SPARE_EVERY, DefectMap, SpareLayout
 from tilegrid.emulator.jit_cache import cache_is_cold
 from tilegrid.emulator.machine import TIMING_MODES
 from tilegrid.emulator.program import Program
+from tilegrid.emulator.repair import repair
 
 from . import sweep
 from .api import (check_against_reference, compile_kernel, machine, run_program_checked,
                   validate_inputs)
 from .errors import USER_ERRORS, UserError
-from .heatmap import write_heatmaps
+from .heatmap import physical_view, write_heatmaps
 from .input_files import load_npz, read_headers, write_npz
 from .progress import RunProgress
 from .trace import parse_tile_window, write_chrome_trace
@@ -67,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
                              f"top-left {TRACE_WINDOW}x{TRACE_WINDOW})")
         sp.add_argument("--heatmap", metavar="DIR", help="write per-tile heatmaps (PNG) into DIR")
 
+    def fabric_args(sp):
+        sp.add_argument("--defects", type=float, metavar="RATE",
+                        help="run on a wafer with this fraction of its physical tiles defective (random; "
+                             "half dead cores, half dead tiles), repaired onto the spares")
+        sp.add_argument("--defect-seed", type=int, default=0, metavar="S",
+                        help="seed of the random defects (default 0)")
+        sp.add_argument("--defect-map", metavar="FILE",
+                        help="the defective tiles, one 'x y core|tile' per line (physical coordinates)")
+        sp.add_argument("--spare-every", type=int, default=DEFAULT_SPARE_EVERY, metavar="N",
+                        help=f"one spare column per N logical columns (default {DEFAULT_SPARE_EVERY})")
+
     def budget_args(sp):
         d = RunBudget()
         sp.add_argument("--max-instructions", type=int, default=d.instructions, metavar="N",
@@ -85,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stats", metavar="FILE.json", nargs="?", const="",
                     help="print the time of each statement (kernel call); with FILE, also write run statistics as JSON")
     machine_args(run)
+    fabric_args(run)
     observe_args(run)
     budget_args(run)
 
@@ -95,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--inputs", help=".npz file to take input shapes from (instead of --param sizes)")
     comp.add_argument("-o", "--save", help="also save the program (.tgp) for `tilegrid run`")
     machine_args(comp)
+    fabric_args(comp)
 
     demo = sub.add_parser("demo", help="run a bundled model on random inputs and check it")
     demo.add_argument("--model", choices=("matmul", "block"), default="matmul",
@@ -104,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--stats", metavar="FILE.json", nargs="?", const="",
                      help="print the time of each statement (kernel call); with FILE, also write run statistics as JSON")
     machine_args(demo, grid_default="8x8")
+    fabric_args(demo)
     observe_args(demo)
     budget_args(demo)
 
@@ -225,6 +241,7 @@ def cmd_run(args) -> int:
         _check_saved_inputs(program, {k: h.shape for k, h in headers.items()})
     else:
         cfg = _config(args)
+        args.fabric = _fabric(args, cfg)  # a defect map that cannot be used fails before the compile
         program = compile_kernel(args.kernel, (cfg.width, cfg.height), {k: h.shape for k, h in headers.items()},
                                  params, cfg).program
     limit, room = _fabric_bytes(program.config)
@@ -252,8 +269,10 @@ def cmd_compile(args) -> int:
     shapes = {k: h.shape for k, h in read_headers(args.inputs).items()} if args.inputs else {}
     compiled = compile_kernel(args.kernel, (cfg.width, cfg.height), shapes, parse_params(args.param), cfg)
     prog = compiled.program
+    fabric = _fabric(args, cfg)
+    routes = prog.format_routes() + ("" if fabric is None else "\n" + fabric.format_map())
     text = {"ir": compiled.ir, "lowered": compiled.lowered, "asm": prog.format_asm(),
-            "routes": prog.format_routes(), "plan": prog.format_plan()}[args.emit]
+            "routes": routes, "plan": prog.format_plan()}[args.emit]
     print(text)
     if args.save:
         try:
@@ -265,6 +284,7 @@ def cmd_compile(args) -> int:
 
 def cmd_demo(args) -> int:
     cfg = _config(args)
+    args.fabric = _fabric(args, cfg)
     rng = np.random.default_rng(0)
     if args.model == "block":
         name, params = "transformer_block", {"heads": 4, "causal": 1}
@@ -346,20 +366,56 @@ def _trace_tiles(args, cfg) -> list[int] | None:
     return [y * cfg.width + x for y in range(h) for x in range(w)]
 
 
+def _fabric(args, cfg):
+    """The repaired wafer the flags ask for, or None for a perfect grid."""
+    if args.defects is not None and args.defect_map:
+        raise UserError("--defects and --defect-map both give the defects; use one")
+    if args.defects is None and not args.defect_map:
+        return None
+    layout = SpareLayout(args.spare_every)
+    wp = layout.physical_width(cfg.width)
+    if args.defect_map:
+        defects = DefectMap.load(args.defect_map, wp, cfg.height)
+    else:
+        defects = DefectMap.random(wp, cfg.height, args.defects, args.defect_seed)
+    return repair(cfg.width, cfg.height, defects, layout)
+
+
 def _observed_run(args, program: Program, inputs: dict, params: dict, check: bool, budget):
-    """A run with the timing mode, trace window and progress bar the flags ask for."""
+    """A run with the timing mode, trace window, progress bar and fabric the flags ask
+    for. On a defective fabric the program runs a second time on a perfect one: the
+    outputs must be the same bits, and the cycles give the defects' overhead."""
     for path in (args.trace, args.stats):
         if path and Path(path).is_dir():
             raise UserError(f"cannot write '{path}': it is a directory")
+    fabric = args.fabric = getattr(args, "fabric", None) or _fabric(args, program.config)
     tiles = args.traced_tiles = _trace_tiles(args, program.config)  # _report writes the same window
     with RunProgress(f"{program.meta.get('kernel', 'program')}") as bar:
-        return run_program_checked(program, inputs, params, check=check, budget=budget, timing=args.timing,
-                                   trace_tiles=tiles, progress=bar)
+        result = run_program_checked(program, inputs, params, check=check, budget=budget, timing=args.timing,
+                                     trace_tiles=tiles, progress=bar, fabric=fabric)
+    if fabric is not None:
+        with RunProgress(f"{program.meta.get('kernel', 'program')} (perfect fabric)") as bar:
+            perfect = run_program_checked(program, inputs, params, check=False, budget=budget,
+                                          timing=args.timing, progress=bar)
+        same = all(np.asarray(result.outputs[k]).tobytes() == np.asarray(perfect.outputs[k]).tobytes()
+                   for k in result.outputs)
+        cycles = perfect.stats.cycles
+        result.stats.fabric.update(perfect_cycles=cycles, same_outputs_as_perfect=same,
+                                   cycle_overhead=(result.stats.cycles - cycles) / cycles if cycles else 0.0)
+    return result
 
 
 def _report(args, program: Program, stats) -> None:
     """--stats (JSON and the per-statement table), --trace and --heatmap."""
     cfg = program.config
+    fabric = getattr(args, "fabric", None)
+    if fabric is not None:
+        f = stats.fabric
+        print(fabric.summary_text())
+        print(f"defects' cost: {stats.cycles:,} cycles against {f['perfect_cycles']:,} on a perfect fabric "
+              f"({f['cycle_overhead']:+.2%}); {stats.physical_wavelet_hops:,} router hops against "
+              f"{stats.wavelet_hops:,} logical link hops; outputs bit-identical to the perfect fabric's: "
+              f"{'yes' if f['same_outputs_as_perfect'] else 'NO'}")
     if args.stats is not None:
         if args.stats:
             try:
@@ -380,7 +436,11 @@ def _report(args, program: Program, stats) -> None:
               "open it in ui.perfetto.dev")
     if args.heatmap:
         try:
-            paths = write_heatmaps(args.heatmap, stats, cfg.width, cfg.height)
+            if fabric is None:
+                paths = write_heatmaps(args.heatmap, stats, cfg.width, cfg.height)
+            else:  # drawn on the physical wafer, defects marked
+                view, mask = physical_view(stats, fabric)
+                paths = write_heatmaps(args.heatmap, view, fabric.physical_width, cfg.height, defects=mask)
         except OSError as exc:
             raise UserError(f"cannot write heatmaps to '{args.heatmap}': {exc.strerror or exc}") from None
         print(f"heatmaps: {', '.join(str(p) for p in paths)}")

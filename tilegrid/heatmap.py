@@ -11,7 +11,9 @@ Metrics (a PNG is written for each the stats hold):
 
 Grids up to 16x16 get each tile's value written in its cell; larger grids are drawn as
 images only. A boolean `defects` mask [T] greys out and hatches the tiles it marks
-(their values leave the colour scale).
+(their values leave the colour scale). On a repaired wafer, physical_view places each
+logical tile's figures at its physical position, so the maps show the whole wafer with
+its defects and spare columns.
 """
 from __future__ import annotations
 
@@ -129,6 +131,29 @@ def write_heatmaps(directory, stats_like, width, height, defects=None, *, prefix
         fig.suptitle(f"Link traffic: wavelets sent per outgoing link (count)\n{run}", fontsize=10)
         written.append(_save(fig, plt, directory / f"{prefix}links.png", dpi))
     return written
+
+
+PER_TILE_FIELDS = ("per_tile_busy", "per_tile_blocked", "per_tile_instructions", "per_tile_sram_bytes",
+                   "link_wavelets")
+
+
+def physical_view(stats, fabric) -> tuple[dict, np.ndarray]:
+    """The per-tile figures of a run on a repaired wafer (emulator/repair.py), placed
+    where each logical tile sits on the physical fabric: a stats-like dict for
+    write_heatmaps over physical_width x height tiles, and the mask of defective
+    tiles. Tiles that host no logical tile (unused spares) show zeros."""
+    wp, h, w = fabric.physical_width, fabric.height, fabric.width
+    where = (np.arange(h)[:, None] * wp + fabric.column).reshape(-1)   # physical index of logical tile
+    view = {"cycles": _field(stats, "cycles", 0), "sram_bytes_per_tile": _field(stats, "sram_bytes_per_tile")}
+    for name in PER_TILE_FIELDS:
+        v = _field(stats, name)
+        if v is None or not len(v):
+            continue
+        arr = np.asarray(v, dtype=np.float64)
+        out = np.zeros((wp * h,) + arr.shape[1:])
+        out[where] = arr
+        view[name] = out
+    return view, (fabric.defects.kind != 0).reshape(-1)
 
 
 def _figure(plt, width, height, rows, cols, dpi):
