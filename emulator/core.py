@@ -15,7 +15,7 @@ from . import isa
 from .budget import B_CYCLES, B_INSTRUCTIONS, B_SLICE_CYCLES, B_SLICE_INSTRUCTIONS
 from .recorder import record
 from .scalar_ops import scalar_step
-from .state import (FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC, PH_BLOCKED, PH_COMPUTE,
+from .state import (A_RUN, FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC, PH_BLOCKED, PH_COMPUTE,
                     PH_INSTRUCTIONS, PH_SCALAR,
                     SL_COMPLETE, SL_IDLE, SL_RECEIVING, SL_SENDING, ST_FAULT, ST_HALT, ST_RUN, ST_WAIT)
 from .timing import T_ISSUE, mmac_cycles, special_cycles, vector_cycles
@@ -303,28 +303,14 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
 
 
 @njit(cache=True, parallel=True)
-def compute_phase(code, descs, fimm, tiles, streams, queues, rec, timing, budget):
-    """Run every runnable tile until it blocks (or its slice ends).
-
-    Returns (instructions retired, tiles halted, tiles faulted, tiles still
-    runnable), so the driver needs no pass of its own over the status array."""
+def compute_phase(code, descs, fimm, tiles, streams, queues, rec, timing, budget, active):
+    """Run every tile of the run list (active.run) until it blocks, halts or its slice
+    ends; returns the instructions retired. scheduler.settle_run_list then sorts out
+    which tiles stopped how: a tile's status is read there, not here, because numba
+    compiles this body with its arrays marked noalias and may reuse a read of it."""
     total = 0
-    halted = 0
-    faulted = 0
-    running = 0
-    status = tiles.status
-    for t in prange(status.shape[0]):
-        now = status[t]
-        if now == ST_RUN:
-            # the status run_tile returns, not status[t] read again: numba compiles this
-            # body with its arrays marked noalias, so the read above was reused, every
-            # tile counted as still running and the driver went through Python per round
-            retired, now = run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget)
-            total += retired
-        if now == ST_HALT:
-            halted += 1
-        elif now == ST_FAULT:
-            faulted += 1
-        elif now == ST_RUN:
-            running += 1
-    return total, halted, faulted, running
+    run = active.run
+    for i in prange(active.count[A_RUN]):
+        retired, _ = run_tile(run[i], code, descs, fimm, tiles, streams, queues, rec, timing, budget)
+        total += retired
+    return total

@@ -31,7 +31,7 @@ from numba import njit, prange
 
 from .isa import OPPOSITE, PORT_RAMP, STREAM_SLOTS
 from .recorder import record
-from .state import PH_BLOCKED, SL_COMPLETE, SL_IDLE, SL_SENDING, ST_RUN, ST_WAIT
+from .state import A_RUN, A_SENDERS, IN_RUN, PH_BLOCKED, SL_COMPLETE, SL_IDLE, SL_SENDING, ST_RUN, ST_WAIT
 from .timing import T_DETAIL, backpressure_delay, fabric_capacity, link_offset, stream_latency
 from .trace_events import EV_BACKPRESSURE, EV_BLOCKED, EV_RECV, EV_SEND
 from .vector_ops import desc_is_dense, gather, desc_len, scatter
@@ -115,19 +115,19 @@ W_ARRIVE, W_LEAVE, W_FREE, W_LAST = range(4)
 
 
 @njit(cache=True)
-def _mark_links(streams, links, routes, width, height, descs, timing):
+def _mark_links(streams, links, routes, width, height, descs, timing, senders, n_senders):
     """Note on each link which colors' streams would use it in this phase, when the
     last of them arrives (and which colors arrive then), when the first would leave,
     and the link's reservation before the phase. Returns how many links it noted,
     listed in links.touched for _clear_links."""
-    n_tiles = width * height
     kind, slot_color, slot_desc = streams.kind, streams.color, streams.desc
     slot_done, slot_time = streams.done, streams.time
     users, window, free, touched = links.users, links.window, links.free, links.touched  # locals: see fabric_phase
     scratch = links.scratch
     link_tile, link_dir, link_hop = scratch[LINK_TILE], scratch[LINK_DIR], scratch[LINK_HOP]
     n_touched = 0
-    for t in range(n_tiles):
+    for k in range(n_senders):
+        t = senders[k]
         for s in range(STREAM_SLOTS):
             if kind[t, s] != SL_SENDING:
                 continue
@@ -184,8 +184,10 @@ def _add_task(tasks, n, src, src_desc, src_base, src_start, dst, dst_desc, dst_b
 
 
 @njit(cache=True)
-def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width, height, timing, tasks, err):
-    """Match sending streams with receive streams and queues.
+def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width, height, timing, tasks, err,
+                 active):
+    """Match sending streams with receive streams and queues: the streams of the tiles
+    in active.senders, in ascending tile order; a core woken here joins active.run.
 
     Returns (wavelets moved, tasks recorded, table full). tasks is an int64
     [capacity, 9] table: (src tile, src desc, src base, src start, dst tile,
@@ -198,7 +200,6 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
     atomic adds) to a record's field read on one side of a branch and to an
     array passed to such a helper, and that had taken most of this phase's time.
     """
-    n_tiles = width * height
     Q = queues.fifo.shape[2]
     status, wait_slot, wait_pc = tiles.status, tiles.wait_slot, tiles.wait_pc
     clock, blocked, sent = tiles.clock, tiles.blocked, tiles.sent
@@ -213,6 +214,8 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
     scratch = links.scratch
     dest, dest_hops = scratch[DEST], scratch[DEST_HOPS]
     link_tile, link_dir, link_hop = scratch[LINK_TILE], scratch[LINK_DIR], scratch[LINK_HOP]
+    run, member, count, senders = active.run, active.member, active.count, active.senders
+    n_senders = count[A_SENDERS]
 
     def finish(e, slot, when, peer, sending):
         # A stream of tile e completes at `when`: close its slot (the caller has freed
@@ -237,13 +240,18 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
                 clock[e] = when
             status[e] = ST_RUN
             kind[e, slot] = SL_IDLE
+            if member[e] & IN_RUN == 0:
+                member[e] |= IN_RUN
+                run[count[A_RUN]] = e
+                count[A_RUN] += 1
 
     moved = 0
     n_tasks = 0
     detail = timing[T_DETAIL] != 0
-    n_touched = _mark_links(streams, links, routes, width, height, descs, timing) if detail else 0
+    n_touched = _mark_links(streams, links, routes, width, height, descs, timing, senders, n_senders) if detail else 0
     full = False
-    for t in range(n_tiles):
+    for k in range(n_senders):
+        t = senders[k]
         if full or err[0]:
             break
         for s in range(STREAM_SLOTS):

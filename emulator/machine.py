@@ -218,7 +218,7 @@ class Emulator:
             started = time.perf_counter()
             outcome = scheduler.run_rounds(
                 p.code, p.descs, p.fimm, s.tiles, s.streams, s.queues, s.links, s.recorder, s.routes,
-                cfg.width, cfg.height, timing, self._tasks, err, budget, progress_vector)
+                cfg.width, cfg.height, timing, self._tasks, err, budget, progress_vector, s.active)
             if outcome != scheduler.PAUSED:
                 break
             _pace(budget, time.perf_counter() - started, cfg.tiles)

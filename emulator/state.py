@@ -47,6 +47,14 @@ Links (`LinkState`), per (tile, direction N/E/S/W): the outgoing link
                               end, the link's reservation before the phase, the colors arriving last
   touched    int64   [4T]     fabric-phase scratch: the links whose users and window it set, to clear
   scratch    int64   [8, 4T + 8] destinations, links and the walk stack of one route trace
+Active sets (`ActiveState`): the tiles a round visits, so that a round costs what its active
+tiles do, not what the grid holds (scheduler.py keeps them)
+  run        int64   [T]      tiles that are RUN, in no particular order (the compute phase's list)
+  senders    int64   [T]      tiles with a SENDING slot, ascending (the fabric's matching order)
+  fresh      int64   [T]      scratch: tiles that started sending in this compute phase
+  merged     int64   [T]      scratch: the merge of senders and fresh
+  member     int8    [T]      bit 1: in run; bit 2: in senders
+  count      int64   [4]      A_RUN, A_SENDERS: the lists' lengths; A_HALTED: tiles halted so far
 """
 from __future__ import annotations
 
@@ -72,6 +80,10 @@ StreamState = namedtuple("StreamState", "kind color desc base done time start re
 QueueState = namedtuple("QueueState", "fifo head count ready owner")
 LinkState = namedtuple("LinkState", "hops wavelets free users window touched scratch")
 
+
+ActiveState = namedtuple("ActiveState", "run senders fresh merged member count")
+A_RUN, A_SENDERS, A_HALTED = range(3)
+IN_RUN, IN_SENDERS = 1, 2
 
 Recorder = namedtuple("Recorder", "trace_row events n_events phase_of_pc phase_acc phase_span")
 # phase_acc columns: compute, blocked, scalar cycles and instructions of each (tile, kernel-call phase)
@@ -99,7 +111,8 @@ class FabricState:
                     + K * (1 + 4 + 4 + 4 * 8)                           # stream slots
                     + C * (4 * Q + 4 + 4 + 8 + 4 + 5 + 2)               # queues, owner, routes, slot maps
                     + 5 * 4 * 8 + 4 * 4 * 8 + 8 * 4 * 8 + 9 * 8 * 4                 # links, route scratch, copy tasks
-                    + phases * 6 * 8 + 4)                               # phase accounting, trace row
+                    + phases * 6 * 8 + 4                                # phase accounting, trace row
+                    + 4 * 8 + 1)                                        # active sets
         return T * per_tile + traced * events_per_tile * EVENT_FIELDS * 8
 
     def __init__(self, program, trace_tiles=None, events_per_tile: int = 0, phase_of_pc=None, phases: int = 1,
@@ -138,6 +151,15 @@ class FabricState:
                                users=np.zeros((T, 4), dtype=np.int64), window=np.zeros((T, 4, 4), dtype=np.int64),
                                touched=np.zeros(4 * T, dtype=np.int64),
                                scratch=np.empty((8, 4 * T + 8), dtype=np.int64))
+        running = np.nonzero(status == ST_RUN)[0].astype(np.int64)
+        run = np.zeros(T, dtype=np.int64)
+        run[:len(running)] = running
+        member = np.zeros(T, dtype=np.int8)
+        member[running] = IN_RUN
+        count = np.zeros(4, dtype=np.int64)
+        count[A_RUN], count[A_HALTED] = len(running), int(np.count_nonzero(status == ST_HALT))
+        self.active = ActiveState(run=run, senders=np.zeros(T, dtype=np.int64), fresh=np.zeros(T, dtype=np.int64),
+                                  merged=np.zeros(T, dtype=np.int64), member=member, count=count)
         trace_row = np.full(T, -1, dtype=np.int32)
         traced = [] if trace_tiles is None else list(trace_tiles)
         trace_row[traced] = np.arange(len(traced), dtype=np.int32)
@@ -167,5 +189,5 @@ class FabricState:
     link_wavelets = property(lambda self: self.links.wavelets)
 
     def nbytes(self) -> int:
-        records = (self.tiles, self.streams, self.queues, self.links, self.recorder)
+        records = (self.tiles, self.streams, self.queues, self.links, self.active, self.recorder)
         return self.routes.nbytes + sum(a.nbytes for r in records for a in r)
