@@ -15,7 +15,7 @@ from . import isa
 from .budget import B_CYCLES, B_INSTRUCTIONS, B_SLICE_CYCLES, B_SLICE_INSTRUCTIONS
 from .recorder import record
 from .scalar_ops import scalar_step
-from .state import (A_RUN, FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC, PH_BLOCKED, PH_COMPUTE,
+from .state import (A_RUN, A_VISITS, FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC, PH_BLOCKED, PH_COMPUTE,
                     PH_INSTRUCTIONS, PH_SCALAR,
                     SL_COMPLETE, SL_IDLE, SL_RECEIVING, SL_SENDING, ST_FAULT, ST_HALT, ST_RUN, ST_WAIT)
 from .timing import T_ISSUE, mmac_cycles, special_cycles, vector_cycles
@@ -310,6 +310,7 @@ def compute_phase(code, descs, fimm, tiles, streams, queues, rec, timing, budget
     compiles this body with its arrays marked noalias and may reuse a read of it."""
     total = 0
     run = active.run
+    active.count[A_VISITS] += active.count[A_RUN]
     for i in prange(active.count[A_RUN]):
         retired, _ = run_tile(run[i], code, descs, fimm, tiles, streams, queues, rec, timing, budget)
         total += retired

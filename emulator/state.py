@@ -54,7 +54,8 @@ tiles do, not what the grid holds (scheduler.py keeps them)
   fresh      int64   [T]      scratch: tiles that started sending in this compute phase
   merged     int64   [T]      scratch: the merge of senders and fresh
   member     int8    [T]      bit 1: in run; bit 2: in senders
-  count      int64   [4]      A_RUN, A_SENDERS: the lists' lengths; A_HALTED: tiles halted so far
+  count      int64   [4]      A_RUN, A_SENDERS: the lists' lengths; A_HALTED: tiles halted so far;
+                              A_VISITS: tiles the compute phases have run, over the whole run
 """
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ LinkState = namedtuple("LinkState", "hops wavelets free users window touched scr
 
 
 ActiveState = namedtuple("ActiveState", "run senders fresh merged member count")
-A_RUN, A_SENDERS, A_HALTED = range(3)
+A_RUN, A_SENDERS, A_HALTED, A_VISITS = range(4)
 IN_RUN, IN_SENDERS = 1, 2
 
 Recorder = namedtuple("Recorder", "trace_row events n_events phase_of_pc phase_acc phase_span")

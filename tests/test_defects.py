@@ -284,3 +284,20 @@ def test_cli_defect_errors_are_one_line(tmp_path, capsys, monkeypatch, flags, me
     assert main(["demo", "--grid", "4x4", "--size", "32"] + flags) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err and "Traceback" not in err
+
+
+def test_demo_wafer_runs_a_million_tiles_with_one_percent_defects(capsys):
+    assert main(["demo", "--model", "wafer"]) == 0
+    out = capsys.readouterr().out
+    assert "on a 1024x1024 grid" in out
+    assert "fabric: logical 1024x1024 on physical 1088x1024 (64 spare columns, one per 16); defects: 11141" in out
+    assert "outputs bit-identical to the perfect fabric's: yes" in out
+    assert "bit-exact: y matches the ordered reference in all 4096 values" in out
+
+
+def test_demo_wafer_takes_a_smaller_grid_and_a_defect_map(tmp_path, capsys):
+    path = tmp_path / "d.txt"
+    path.write_text("5 3 tile\n")
+    assert main(["demo", "--model", "wafer", "--grid", "32x16", "--defect-map", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "y = A x, A 64x128 f32" in out and "defects: 1 (0 dead cores, 1 dead tiles; file" in out

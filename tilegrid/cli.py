@@ -112,9 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     fabric_args(comp)
 
     demo = sub.add_parser("demo", help="run a bundled model on random inputs and check it")
-    demo.add_argument("--model", choices=("matmul", "block"), default="matmul",
+    demo.add_argument("--model", choices=("matmul", "block", "wafer"), default="matmul",
                       help="matmul: SUMMA C = A @ B; block: a pre-LN transformer block "
-                           "(S=64, Dm=128, heads=4, Dff=512, causal)")
+                           "(S=64, Dm=128, heads=4, Dff=512, causal); wafer: y = A x on a million tiles "
+                           f"({WAFER_SIDE}x{WAFER_SIDE}, M = N = {4 * WAFER_SIDE}) with {WAFER_DEFECTS:.0%} "
+                           "defects (unless --defects or --defect-map say otherwise), repaired onto the spares")
     demo.add_argument("--size", type=int, default=256, help="matmul: M = K = N (default 256)")
     demo.add_argument("--stats", metavar="FILE.json", nargs="?", const="",
                      help="print the time of each statement (kernel call); with FILE, also write run statistics as JSON")
@@ -282,11 +284,22 @@ def cmd_compile(args) -> int:
     return 0
 
 
+WAFER_SIDE, WAFER_DEFECTS = 1024, 0.01
+
+
 def cmd_demo(args) -> int:
+    if args.model == "wafer":
+        args.grid = args.grid or f"{WAFER_SIDE}x{WAFER_SIDE}"
+        if args.defects is None and not args.defect_map:
+            args.defects = WAFER_DEFECTS
     cfg = _config(args)
     args.fabric = _fabric(args, cfg)
     rng = np.random.default_rng(0)
-    if args.model == "block":
+    if args.model == "wafer":
+        name, params = "gemv", {}
+        sizes = {"M": 4 * cfg.height, "N": 4 * cfg.width}
+        what = f"y = A x, A {sizes['M']}x{sizes['N']} f32 (4x4 per tile)"
+    elif args.model == "block":
         name, params = "transformer_block", {"heads": 4, "causal": 1}
         sizes = kernels.BUNDLED[name].demo_sizes
         what = (f"a pre-LN transformer block, S={sizes['S']} Dm={sizes['Dm']} heads=4 Dff={sizes['Dff']}, "
@@ -320,6 +333,8 @@ def cmd_demo(args) -> int:
 def _demo_shapes(name: str, sizes: dict) -> list[tuple]:
     if name == "matmul":
         return [(sizes["M"], sizes["K"]), (sizes["K"], sizes["N"])]
+    if name == "gemv":
+        return [(sizes["M"], sizes["N"]), (sizes["N"],)]
     return [(sizes["S"], sizes["Dm"])]  # the block's activations; its weights are checked at compile time
 
 
