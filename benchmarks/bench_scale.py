@@ -92,7 +92,7 @@ def main(argv=None) -> int:
         return 0
     cases = [(k, s) for s in args.sides for k in args.kernels] if args.sides else DEFAULT_CASES
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores, numpy {np.__version__}")
-    print(f"{'case':<26}{'compile':>9}{'alloc+load':>11}{'run':>9}{'rounds':>8}{'visits':>12}{'ns/visit':>10}"
+    print(f"{'case':<26}{'compile':>9}{'alloc+load':>11}{'run':>9}{'rounds':>8}{'visits':>15}{'ns/visit':>10}"
           f"{'state MB':>10}{'peak RSS':>10}")
     results = []
     for kernel, side in cases:
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(r)
         print(f"{label:<26}{r['compile_s']:>8.2f}s{r['alloc_load_s']:>10.2f}s{r['run_s']:>8.2f}s{r['rounds']:>8}"
-              f"{r['tile_visits']:>12,}{r['ns_per_visit']:>10.0f}{r['state_mb']:>10.0f}{r['peak_rss_mb']:>9.0f}M",
+              f"{r['tile_visits']:>15,}{r['ns_per_visit']:>10.0f}{r['state_mb']:>10.0f}{r['peak_rss_mb']:>9.0f}M",
               flush=True)
         if "fabric" in r:
             f = r["fabric"]
