@@ -216,14 +216,24 @@ def test_the_table_covers_every_bundled_kernel():
     assert {c[0] for c in KERNELS_16x16} == set(kernels.BUNDLED)
 
 
+def sizes_for(name, sizes, side):
+    """KERNELS_16x16's sizes for a side x side grid: split dimensions grow with the side
+    (attention's S with the tile count), model widths stay."""
+    f = side // 16
+    return {k: v * f * (f if name in ("attention", "transformer_block") else 1) if k == "S"
+            else v * f if k in ("M", "K", "N", "R", "C") else v for k, v in sizes.items()}
+
+
+@pytest.mark.parametrize("side", [16, 32])
 @pytest.mark.parametrize("name,sizes,params", KERNELS_16x16, ids=[c[0] for c in KERNELS_16x16])
-def test_every_bundled_kernel_is_bit_exact_with_one_percent_defects(name, sizes, params):
+def test_every_bundled_kernel_is_bit_exact_with_one_percent_defects(name, sizes, params, side):
+    sizes = sizes_for(name, sizes, side)
     inputs = kernels.BUNDLED[name].make_inputs(np.random.default_rng(2), sizes)
-    program = api.compile_kernel(name, (16, 16), {k: v.shape for k, v in inputs.items()}, params).program
+    program = api.compile_kernel(name, (side, side), {k: v.shape for k, v in inputs.items()}, params).program
     layout = SpareLayout()
-    defects = DefectMap.random(layout.physical_width(16), 16, 0.01, seed=5)
-    fabric = repair(16, 16, defects, layout)
-    assert fabric.summary()["defects"] == 3
+    defects = DefectMap.random(layout.physical_width(side), side, 0.01, seed=5)
+    fabric = repair(side, side, defects, layout)
+    assert fabric.summary()["defects"] == round(0.01 * layout.physical_width(side) * side)
     result = api.run_program_checked(program, inputs, params, check=True, fabric=fabric)
     assert result.check.ok, result.check.summary()   # bit-exact against the ordered reference, and float64
     perfect = api.run_program_checked(program, inputs, params, check=False)
