@@ -21,8 +21,8 @@ from . import fabric, scheduler
 from .isa import format_instruction
 from .program import Program, TensorIO
 from .budget import B_ROUNDS_PER_CALL, B_SLICE_CYCLES, B_SLICE_INSTRUCTIONS, P_ROUNDS, RunBudget
-from .state import (A_VISITS, BUDGET_FAULTS, FAULT_LIMIT, FAULT_NAMES, PH_BLOCKED, PH_COMPUTE, PH_INSTRUCTIONS, PH_SCALAR,
-                    SL_RECEIVING, SL_SENDING, ST_FAULT, ST_HALT, ST_RUN, ST_WAIT, FabricState)
+from .state import (A_VISITS, BUDGET_FAULTS, FAULT_LIMIT, FAULT_NAMES, PH_BLOCKED, PH_COMPUTE, PH_INSTRUCTIONS,
+                    PH_SCALAR, SL_RECEIVING, SL_SENDING, ST_FAULT, ST_HALT, ST_RUN, ST_WAIT, FabricState)
 
 EVENTS_PER_TILE = 200_000   # trace records kept per traced tile; later ones are counted, not kept
 TIMING_MODES = ("fast", "cycle", "off")
@@ -275,7 +275,8 @@ class Emulator:
             colors_used=int(p.routes.shape[1]),
             utilization=busy / (cycles * cfg.tiles) if cycles else 0.0,
             blocked_fraction=blocked / (cycles * cfg.tiles) if cycles else 0.0,
-            fast_cycles=cycles, rounds=rounds, tile_visits=int(s.active.count[A_VISITS]), undelivered_wavelets=int(s.queues.count.sum()), wall_seconds=wall,
+            fast_cycles=cycles, rounds=rounds, tile_visits=int(s.active.count[A_VISITS]),
+            undelivered_wavelets=int(s.queues.count.sum()), wall_seconds=wall,
             phases=self.phase_table(),
             fabric={} if self.fabric is None else self.fabric.summary(),
             physical_wavelet_hops=int((s.links.wavelets * s.links.hops).sum()),

@@ -3,7 +3,7 @@
 T = tiles (index y * width + x), C = colors the program uses, Q = queue depth,
 R = registers, S = SRAM words the program's plan uses, K = STREAM_SLOTS (5:
 four for sendx/recvx, one for blocking send/recv). The numba core takes the
-arrays as four named records (namedtuples), so a function's signature says
+arrays as named records (namedtuples), so a function's signature says
 which parts of the machine it touches.
 
 Tiles (`TileState`)
@@ -148,7 +148,8 @@ class FabricState:
                                  head=np.zeros((T, Cq), dtype=np.int32), count=np.zeros((T, Cq), dtype=np.int32),
                                  ready=np.zeros((T, Cq), dtype=np.int64), owner=np.full((T, Cq), -1, dtype=np.int32))
         hops = np.ones((T, 4), dtype=np.int64) if link_hops is None else np.ascontiguousarray(link_hops, np.int64)
-        self.links = LinkState(hops=hops, wavelets=np.zeros((T, 4), dtype=np.int64), free=np.zeros((T, 4), dtype=np.int64),
+        self.links = LinkState(hops=hops, wavelets=np.zeros((T, 4), dtype=np.int64),
+                               free=np.zeros((T, 4), dtype=np.int64),
                                users=np.zeros((T, 4), dtype=np.int64), window=np.zeros((T, 4, 4), dtype=np.int64),
                                touched=np.zeros(4 * T, dtype=np.int64),
                                scratch=np.empty((8, 4 * T + 8), dtype=np.int64))
