@@ -13,7 +13,7 @@ emulator allocated and the peak RSS.
 Cases:
   gemv     y = A x, M = N = 4 * side (4x4 blocks per tile)
   matmul   SUMMA, M = K = N = 2 * side (2x2 blocks per tile)
-  block    the transformer block, S = side^2 / 16 ... on the largest grid its sizes fit (--sides picks)
+  transformer_block   S = side^2, Dm = side, Dff = 2 * side, heads 2, causal: fits up to 32x32
 """
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ def sizes_for(kernel: str, side: int) -> tuple[dict, dict]:
     if kernel == "matmul":
         return {"M": 2 * side, "K": 2 * side, "N": 2 * side}, {}
     if kernel == "transformer_block":
-        # attention takes one key chunk per tile: S = tiles; the widths are a multiple of the side
-        return {"S": side * side, "Dm": 2 * side, "Dff": 4 * side}, {"heads": 2, "causal": 1}
+        # attention takes one key chunk per tile (S = tiles) and gathers q, k, v and o into
+        # whole rows per tile (4 x side x Dm words), so Dm = side: the block fits up to 32x32
+        return {"S": side * side, "Dm": side, "Dff": 2 * side}, {"heads": 2, "causal": 1}
     raise SystemExit(f"unknown kernel {kernel}")
 
 
