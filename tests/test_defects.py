@@ -270,6 +270,9 @@ def test_cli_reports_the_repair_and_its_cost(tmp_path, capsys):
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["fabric"]["defects"] == 3 and "cycle_overhead" in stats["fabric"]
     assert (tmp_path / "hm" / "utilization.png").exists()
+    from matplotlib.image import imread
+    wafer = imread(tmp_path / "hm" / "wafer.png")        # the physical wafer's map of roles
+    assert wafer.shape[0] > 300 and wafer.shape[1] > 300
 
 
 def test_cli_emit_routes_shows_the_map(tmp_path, capsys):
@@ -311,3 +314,20 @@ def test_demo_wafer_takes_a_smaller_grid_and_a_defect_map(tmp_path, capsys):
     assert main(["demo", "--model", "wafer", "--grid", "32x16", "--defect-map", str(path)]) == 0
     out = capsys.readouterr().out
     assert "y = A x, A 64x128 f32" in out and "defects: 1 (0 dead cores, 1 dead tiles; file" in out
+
+
+def test_cli_saves_the_random_map_and_reads_it_back(tmp_path, capsys):
+    saved = tmp_path / "map.txt"
+    args = ["demo", "--grid", "16x16", "--size", "64", "--defects", "0.01", "--defect-seed", "7"]
+    assert main(args + ["--save-defect-map", str(saved)]) == 0
+    first = capsys.readouterr().out
+    again = DefectMap.load(str(saved), 17, 16)
+    assert (again.kind == DefectMap.random(17, 16, 0.01, 7).kind).all()
+    assert main(["demo", "--grid", "16x16", "--size", "64", "--defect-map", str(saved)]) == 0
+    second = capsys.readouterr().out
+    # the same defects give the same repair and the same cycles
+    pick = [line.split("(", 1)[0] for line in first.splitlines() if line.startswith("matmul on")]
+    assert pick == [line.split("(", 1)[0] for line in second.splitlines() if line.startswith("matmul on")]
+    repair_of = [line.split("repair:", 1)[1] for line in first.splitlines() if "repair:" in line]
+    assert repair_of and repair_of == [line.split("repair:", 1)[1] for line in second.splitlines() if "repair:" in line]
+    assert main(["demo", "--grid", "4x4", "--size", "32", "--save-defect-map", str(saved)]) == 2

@@ -27,7 +27,7 @@ from . import sweep
 from .api import (check_against_reference, compile_kernel, machine, run_program_checked,
                   validate_inputs)
 from .errors import USER_ERRORS, UserError
-from .heatmap import physical_view, write_heatmaps
+from .heatmap import physical_view, write_heatmaps, write_wafer_map
 from .input_files import load_npz, read_headers, write_npz
 from .progress import RunProgress
 from .trace import parse_tile_window, write_chrome_trace
@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the defective tiles, one 'x y core|tile' per line (physical coordinates)")
         sp.add_argument("--spare-every", type=int, default=DEFAULT_SPARE_EVERY, metavar="N",
                         help=f"one spare column per N logical columns (default {DEFAULT_SPARE_EVERY})")
+        sp.add_argument("--save-defect-map", metavar="FILE",
+                        help="write the defects used (random or read) as a defect map file, to edit or reuse")
 
     def budget_args(sp):
         d = RunBudget()
@@ -386,6 +388,8 @@ def _fabric(args, cfg):
     if args.defects is not None and args.defect_map:
         raise UserError("--defects and --defect-map both give the defects; use one")
     if args.defects is None and not args.defect_map:
+        if args.save_defect_map:
+            raise UserError("--save-defect-map needs --defects or --defect-map")
         return None
     layout = SpareLayout(args.spare_every)
     wp = layout.physical_width(cfg.width)
@@ -393,7 +397,13 @@ def _fabric(args, cfg):
         defects = DefectMap.load(args.defect_map, wp, cfg.height)
     else:
         defects = DefectMap.random(wp, cfg.height, args.defects, args.defect_seed)
-    return repair(cfg.width, cfg.height, defects, layout)
+    fabric = repair(cfg.width, cfg.height, defects, layout)
+    if args.save_defect_map:
+        try:
+            defects.save(args.save_defect_map)
+        except OSError as exc:
+            raise UserError(f"cannot write '{args.save_defect_map}': {exc.strerror or exc}") from None
+    return fabric
 
 
 def _observed_run(args, program: Program, inputs: dict, params: dict, check: bool, budget):
@@ -456,6 +466,7 @@ def _report(args, program: Program, stats) -> None:
             else:  # drawn on the physical wafer, defects marked
                 view, mask = physical_view(stats, fabric)
                 paths = write_heatmaps(args.heatmap, view, fabric.physical_width, cfg.height, defects=mask)
+                paths.append(write_wafer_map(args.heatmap, fabric))
         except OSError as exc:
             raise UserError(f"cannot write heatmaps to '{args.heatmap}': {exc.strerror or exc}") from None
         print(f"heatmaps: {', '.join(str(p) for p in paths)}")

@@ -156,6 +156,44 @@ def physical_view(stats, fabric) -> tuple[dict, np.ndarray]:
     return view, (fabric.defects.kind != 0).reshape(-1)
 
 
+WAFER_ROLES = (("logical tile on its home column", "#4c9a2a"), ("logical tile displaced", "#a4d36f"),
+               ("spare tile in use", "#2f6db5"), ("unused spare or healthy tile", "#e8e8e8"),
+               ("dead core (router forwards)", "#f0a030"), ("dead tile (router dead too)", "#c0392b"))
+
+
+def write_wafer_map(directory, fabric, *, prefix="", dpi=_DPI) -> Path:
+    """wafer.png: what each physical tile of a repaired wafer (emulator/repair.py) is."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    wp, h, w = fabric.physical_width, fabric.height, fabric.width
+    role = np.full((h, wp), 3, dtype=np.int64)
+    spare = np.zeros(wp, dtype=bool)
+    spare[fabric.layout.spare_columns(w)] = True
+    rows = np.arange(h)[:, None]
+    home = fabric.layout.home_columns(w)[None, :]
+    role[rows, fabric.column] = np.where(spare[fabric.column], 2, np.where(fabric.column == home, 0, 1))
+    role[fabric.defects.kind == 1] = 4
+    role[fabric.defects.kind == 2] = 5
+    fig, ax = _figure(plt, wp, h, 1, 1, dpi)
+    ax.imshow(role, cmap=ListedColormap([c for _, c in WAFER_ROLES]), vmin=-0.5, vmax=len(WAFER_ROLES) - 0.5,
+              origin="upper", aspect="auto", interpolation="nearest", extent=(-0.5, wp - 0.5, h - 0.5, -0.5))
+    ax.set_xlabel("physical x")
+    ax.set_ylabel("y")
+    s = fabric.summary()
+    ax.set_title(f"Wafer: logical {s['logical']} on physical {s['physical']}\n{s['defects']} defects, "
+                 f"{s['spares_used']} spares used, {s['displaced_tiles']} tiles displaced, "
+                 f"{s['extra_link_hops']} extra link hops", fontsize=10)
+    counts = np.bincount(role.reshape(-1), minlength=len(WAFER_ROLES))
+    ax.legend(handles=[Patch(facecolor=c, edgecolor="black", label=f"{name}: {n:,}")
+                       for (name, c), n in zip(WAFER_ROLES, counts)],
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    return _save(fig, plt, Path(directory) / f"{prefix}wafer.png", dpi)
+
+
 def _figure(plt, width, height, rows, cols, dpi):
     """A figure whose plot areas give each tile about a square cell, at least _MIN_SIDE_PX on
     the long side and at most _MAX_SIDE_PX."""
