@@ -109,20 +109,54 @@ class RepairedFabric:
                 f"displaced, {s['spares_used']} spare tiles used, {s['extra_link_hops']} extra link hops "
                 f"(longest link {s['longest_link_hops']} hops), {s['detours']} dead routers bypassed")
 
+    def physical_path(self, t: int, d: int) -> list[str]:
+        """The routers logical tile t's outgoing link d (N, E, S, W) passes, from its
+        physical tile to its neighbour's, as text: straight through a forwarding router,
+        round a dead one through the router above or below it, or diagonally."""
+        x, y = t % self.width, t // self.width
+        dx, dy = ((0, -1), (1, 0), (0, 1), (-1, 0))[d]
+        nx, ny = x + dx, y + dy
+        if not (0 <= nx < self.width and 0 <= ny < self.height):
+            return []
+        a, b = int(self.column[y, x]), int(self.column[ny, nx])
+        kind = self.defects.kind
+        steps = [f"({a}, {y})"]
+        if dy == 0:
+            step = 1 if b > a else -1
+            for c in range(a + step, b, step):
+                if kind[y, c] == DEAD_TILE:
+                    by = y - 1 if y > 0 and kind[y - 1, c] != DEAD_TILE else y + 1
+                    steps.append(f"({c}, {by}) round the dead tile ({c}, {y})")
+                else:
+                    what = "dead core" if kind[y, c] == DEAD_CORE else "unused tile"
+                    steps.append(f"({c}, {y}) {what}, forwards")
+        else:
+            jog = 1 if b > a else -1
+            c = a
+            if b != a:
+                c = a + jog
+                steps.append(f"({c}, {ny}) diagonal")
+            while c != b:
+                c += jog
+                if c != b:
+                    steps.append(f"({c}, {ny}) along the row")
+        steps.append(f"({b}, {ny})")
+        return steps
+
     def format_map(self, max_rows: int = 32) -> str:
         """The logical-to-physical map of the rows that differ from a perfect fabric,
-        and every logical link longer than one hop."""
+        and every logical link longer than one hop, with its physical path."""
         home = self.layout.home_columns(self.width)
-        lines = [self.summary_text(), "logical (x, y) -> physical (column, y), rows that moved:"]
+        lines = [self.summary_text(), "rows that moved (logical x: home column -> physical column):"]
         moved = np.nonzero((self.column != home[None, :]).any(axis=1))[0]
         for y in moved[:max_rows]:
             shifts = []
             for x in np.nonzero(self.column[y] != home)[0]:
-                shifts.append(f"{x}->{self.column[y, x]}")
+                shifts.append(f"{x}: {home[x]}->{self.column[y, x]}")
             dead = np.nonzero(self.defects.kind[y])[0]
             lines.append(f"  row {y}: dead at physical " + ", ".join(
                 f"{c}({'core' if self.defects.kind[y, c] == DEAD_CORE else 'tile'})" for c in dead)
-                + "; moved " + " ".join(shifts))
+                + "; moved " + ", ".join(shifts))
         if len(moved) > max_rows:
             lines.append(f"  ... {len(moved) - max_rows} more rows")
         long_links = np.argwhere(self.link_hops > 1)
@@ -130,7 +164,8 @@ class RepairedFabric:
         lines.append(f"logical links longer than one hop: {len(long_links)}")
         for t, d in long_links[:4 * max_rows]:
             x, y = t % self.width, t // self.width
-            lines.append(f"  ({x}, {y}) {names[d]}: {self.link_hops[t, d]} hops")
+            path = " -> ".join(self.physical_path(int(t), int(d)))
+            lines.append(f"  ({x}, {y}) {names[d]}: {self.link_hops[t, d]} hops: {path}")
         if len(long_links) > 4 * max_rows:
             lines.append(f"  ... {len(long_links) - 4 * max_rows} more")
         return "\n".join(lines)

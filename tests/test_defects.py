@@ -53,6 +53,9 @@ def test_the_mapping_avoids_every_defect_and_keeps_row_order():
     rows = np.arange(64)[:, None]
     assert (d.kind[rows, f.column] == 0).all()
     assert (np.diff(f.column, axis=1) > 0).all()
+    # every logical link's physical path has as many steps as the hops the timing models charge
+    for t, dirn in np.argwhere(f.link_hops > 1):
+        assert len(f.physical_path(int(t), int(dirn))) - 1 == f.link_hops[t, dirn]
 
 
 def test_link_lengths_closed_forms():
@@ -82,6 +85,19 @@ def test_two_defects_in_a_row_with_enough_spares_displace_by_two():
 def test_a_row_with_too_many_defects_names_the_row():
     with pytest.raises(DefectError, match=r"cannot repair row 1: it has 2 defective tiles \(physical columns 0, 2\)"):
         fabric_with(4, 2, {(0, 1): DEAD_CORE, (2, 1): DEAD_CORE})
+
+
+def test_physical_paths_name_the_routers_a_link_passes():
+    f = fabric_with(8, 3, {(6, 0): DEAD_TILE, (0, 2): DEAD_CORE, (1, 2): DEAD_CORE})
+    t = lambda x, y: y * 8 + x  # noqa: E731
+    # row 0: logical 5 at 5, logical 6 at 7; the dead router at 6 is passed through (6, 1)
+    assert f.physical_path(t(5, 0), PORT_E) == ["(5, 0)", "(6, 1) round the dead tile (6, 0)", "(7, 0)"]
+    # row 2 moved two columns east: logical 0's north link jogs, a diagonal then the row
+    assert f.column[2, 0] == 2
+    assert f.physical_path(t(0, 2), PORT_N) == ["(2, 2)", "(1, 1) diagonal", "(0, 1)"]
+    assert f.physical_path(t(0, 1), PORT_S) == ["(0, 1)", "(1, 2) diagonal", "(2, 2)"]
+    assert len(f.physical_path(t(0, 1), PORT_S)) - 1 == f.link_hops[t(0, 1), PORT_S]
+    assert f.physical_path(t(7, 0), PORT_E) == []  # off the grid
 
 
 def test_a_dead_router_walled_in_above_and_below_cannot_be_bypassed():
@@ -281,8 +297,8 @@ def test_cli_emit_routes_shows_the_map(tmp_path, capsys):
     assert main(["compile", "matmul", "--grid", "4x2", "--param", "M=8", "--param", "K=8", "--param", "N=8",
                  "--emit", "routes", "--defect-map", str(path), "--spare-every", "4"]) == 0
     out = capsys.readouterr().out
-    assert "row 0: dead at physical 3(core); moved 3->4" in out
-    assert "(2, 0) E: 2 hops" in out
+    assert "row 0: dead at physical 3(core); moved 3: 3->4" in out
+    assert "(2, 0) E: 2 hops: (2, 0) -> (3, 0) dead core, forwards -> (4, 0)" in out
 
 
 @pytest.mark.parametrize("flags,message", [
