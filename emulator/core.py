@@ -20,7 +20,7 @@ from .state import (A_RUN, A_VISITS, FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, 
                     SL_COMPLETE, SL_IDLE, SL_RECEIVING, SL_SENDING, ST_FAULT, ST_HALT, ST_RUN, ST_WAIT)
 from .timing import T_ISSUE, mmac_cycles, special_cycles, vector_cycles
 from .trace_events import EV_BLOCKED, EV_MMAC, EV_SCALAR, EV_VECTOR
-from .vector_ops import (desc_base, desc_in_bounds, desc_len, matmac, scatter, vec_binary, vec_fill,
+from .vector_ops import (desc_base, desc_in_bounds, desc_is_dense, desc_len, matmac, scatter, vec_binary, vec_fill,
                          vec_fmac, vec_mask, vec_unary)
 
 HALT = isa.HALT
@@ -208,10 +208,14 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
                 if queued > 0:
                     k = min(queued, total)
                     head = q_head[t, a]
-                    tmp = np.empty(k, dtype=np.float32)
-                    for j in range(k):
-                        tmp[j] = fifo[t, a, (head + j) % Q]
-                    scatter(m, descs, b, base, 0, k, tmp, 0)
+                    if desc_is_dense(descs, b):  # straight from the ring: no buffer to allocate
+                        for j in range(k):
+                            m[base + j] = fifo[t, a, (head + j) % Q]
+                    else:
+                        tmp = np.empty(k, dtype=np.float32)
+                        for j in range(k):
+                            tmp[j] = fifo[t, a, (head + j) % Q]
+                        scatter(m, descs, b, base, 0, k, tmp, 0)
                     q_head[t, a] = (head + k) % Q
                     q_count[t, a] = queued - k
                     # queued wavelets land at most one per cycle, the last at ready
