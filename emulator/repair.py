@@ -71,11 +71,15 @@ class RepairedFabric:
         """Logical tiles not on their home column."""
         return int(np.count_nonzero(self.column != self.layout.home_columns(self.width)[None, :]))
 
-    def spares_used(self) -> int:
-        """Spare-column tiles that host a logical tile."""
+    def spare_mask(self) -> np.ndarray:
+        """bool [physical width]: the spare columns."""
         spare = np.zeros(self.physical_width, dtype=bool)
         spare[self.layout.spare_columns(self.width)] = True
-        return int(np.count_nonzero(spare[self.column]))
+        return spare
+
+    def spares_used(self) -> int:
+        """Spare-column tiles that host a logical tile."""
+        return int(np.count_nonzero(self.spare_mask()[self.column]))
 
     def link_extra_hops(self) -> tuple[int, int]:
         """(sum over the grid's directed logical links of hops - 1, the longest link)."""

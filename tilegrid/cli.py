@@ -243,6 +243,7 @@ def cmd_run(args) -> int:
         program = Program.load(args.kernel)
         _refuse_machine_flags(args, program)
         _check_saved_inputs(program, {k: h.shape for k, h in headers.items()})
+        args.fabric = _fabric(args, program.config)
     else:
         cfg = _config(args)
         args.fabric = _fabric(args, cfg)  # a defect map that cannot be used fails before the compile
@@ -407,13 +408,13 @@ def _fabric(args, cfg):
 
 
 def _observed_run(args, program: Program, inputs: dict, params: dict, check: bool, budget):
-    """A run with the timing mode, trace window, progress bar and fabric the flags ask
-    for. On a defective fabric the program runs a second time on a perfect one: the
+    """A run with the timing mode, trace window, progress bar and fabric (args.fabric,
+    set by the command from the flags) they ask for. On a defective fabric the program runs a second time on a perfect one: the
     outputs must be the same bits, and the cycles give the defects' overhead."""
     for path in (args.trace, args.stats):
         if path and Path(path).is_dir():
             raise UserError(f"cannot write '{path}': it is a directory")
-    fabric = args.fabric = getattr(args, "fabric", None) or _fabric(args, program.config)
+    fabric = args.fabric
     tiles = args.traced_tiles = _trace_tiles(args, program.config)  # _report writes the same window
     with RunProgress(f"{program.meta.get('kernel', 'program')}") as bar:
         result = run_program_checked(program, inputs, params, check=check, budget=budget, timing=args.timing,
@@ -433,7 +434,7 @@ def _observed_run(args, program: Program, inputs: dict, params: dict, check: boo
 def _report(args, program: Program, stats) -> None:
     """--stats (JSON and the per-statement table), --trace and --heatmap."""
     cfg = program.config
-    fabric = getattr(args, "fabric", None)
+    fabric = args.fabric
     if fabric is not None:
         f = stats.fabric
         print(fabric.summary_text())

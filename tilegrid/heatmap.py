@@ -169,15 +169,16 @@ def write_wafer_map(directory, fabric, *, prefix="", dpi=_DPI) -> Path:
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
+    from tilegrid.emulator.defects import DEAD_CORE, DEAD_TILE
+
     wp, h, w = fabric.physical_width, fabric.height, fabric.width
-    role = np.full((h, wp), 3, dtype=np.int64)
-    spare = np.zeros(wp, dtype=bool)
-    spare[fabric.layout.spare_columns(w)] = True
+    role = np.full((h, wp), 3, dtype=np.int64)   # indices into WAFER_ROLES
     rows = np.arange(h)[:, None]
     home = fabric.layout.home_columns(w)[None, :]
-    role[rows, fabric.column] = np.where(spare[fabric.column], 2, np.where(fabric.column == home, 0, 1))
-    role[fabric.defects.kind == 1] = 4
-    role[fabric.defects.kind == 2] = 5
+    role[rows, fabric.column] = np.where(fabric.spare_mask()[fabric.column], 2,
+                                         np.where(fabric.column == home, 0, 1))
+    role[fabric.defects.kind == DEAD_CORE] = 4
+    role[fabric.defects.kind == DEAD_TILE] = 5
     fig, ax = _figure(plt, wp, h, 1, 1, dpi)
     ax.imshow(role, cmap=ListedColormap([c for _, c in WAFER_ROLES]), vmin=-0.5, vmax=len(WAFER_ROLES) - 0.5,
               origin="upper", aspect="auto", interpolation="nearest", extent=(-0.5, wp - 0.5, h - 0.5, -0.5))
