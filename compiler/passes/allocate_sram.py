@@ -2,8 +2,10 @@
 lifetimes do not overlap.
 
 A buffer is live from its first to its last use in program order; a use
-inside a loop keeps it live for the whole of the outermost enclosing loop,
-since the next iteration may read it again. Inputs are live from the start
+inside a loop keeps it live for the whole loop, since the next iteration may
+read it again, unless each iteration writes all of it before reading it (a
+call's temporaries in a loop over a batch): then it lives within the
+iteration and shares space with the other calls' buffers. Inputs are live from the start
 (the host writes them before the run) and outputs to the end (the host reads
 them after). Placement is first fit, in order of first use, larger first.
 """
@@ -112,35 +114,62 @@ def op_views(op) -> list[View]:
 
 
 def _live_ranges(k: SpatialKernel) -> dict:
-    live: dict = {}
+    uses: dict = {}        # buffer -> (first, last) use, in program order
+    loops: list = []       # (start, end, loop), inner loops before the loops around them
     counter = [0]
 
     def use(buf, at):
-        lo, hi = live.get(buf, (at, at))
-        live[buf] = (min(lo, at), max(hi, at))
+        lo, hi = uses.get(buf, (at, at))
+        uses[buf] = (min(lo, at), max(hi, at))
 
-    def visit(ops, outer_loop):
+    def visit(ops):
         for op in ops:
             counter[0] += 1
             here = counter[0]
             if isinstance(op, Loop):
-                start = here
-                visit(op.body, outer_loop or op)
-                end = counter[0]
-                if outer_loop is None:  # stretch everything used inside to the whole loop
-                    for buf, (lo, hi) in list(live.items()):
-                        if lo >= start or hi >= start:
-                            live[buf] = (min(lo, start), max(hi, end))
+                visit(op.body)
+                loops.append((here, counter[0], op))
             elif isinstance(op, IfTile):
-                visit(op.then, outer_loop)
-                visit(op.orelse, outer_loop)
+                visit(op.then)
+                visit(op.orelse)
             else:
                 for v in op_views(op):
                     use(v.buffer, here)
 
-    visit(k.body, None)
+    visit(k.body)
+    io = {t.buffer for t in k.io}
+    live = dict(uses)
+    for start, end, loop in loops:  # a use in a loop keeps the buffer live for the whole loop, ...
+        for buf, (lo, hi) in live.items():
+            if hi < start or lo > end:
+                continue
+            first, last = uses[buf]
+            if buf not in io and start <= first and last <= end and _first_access(loop.body, buf) == "def":
+                continue  # ... unless each iteration writes all of it before any read: then it is the iteration's own
+            live[buf] = (min(lo, start), max(hi, end))
     end = counter[0] + 1
     for t in k.io:
         lo, hi = live.get(t.buffer, (0, 0))
         live[t.buffer] = (0, hi) if t.role == "input" else (min(lo, end) if t.buffer in live else end, end)
     return live
+
+
+def _first_access(ops, buf) -> str | None:
+    """'def' when the first thing `ops` do to buf, on every tile, is to write all of it
+    without reading it; 'use' when something else touches it first; None if nothing does."""
+    for op in ops:
+        if isinstance(op, Loop):  # a loop runs at least once (empty ones are not emitted)
+            found = _first_access(op.body, buf)
+        elif isinstance(op, IfTile):
+            then, orelse = _first_access(op.then, buf), _first_access(op.orelse, buf)
+            found = None if then is None and orelse is None else "def" if then == orelse == "def" else "use"
+        else:
+            views = op_views(op)
+            if not any(v.buffer is buf for v in views):
+                continue
+            whole = isinstance(op, (Fill, Copy, Elementwise, Scale, Unary, Recv)) and \
+                views[0].same_as(buf.full_view()) and all(v.buffer is not buf for v in views[1:])
+            found = "def" if whole else "use"
+        if found is not None:
+            return found
+    return None
