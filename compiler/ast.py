@@ -86,10 +86,16 @@ class Dist(Node):
 
 
 @dataclass
+class Placement(Node):           # on NAME: the region a tensor lives on or a statement runs on
+    region: str
+
+
+@dataclass
 class TensorDecl(Node):
     name: str
     type: TensorType
     dist: Dist
+    placement: "Placement | None" = None
 
 
 @dataclass
@@ -138,12 +144,23 @@ class LValue(Node):
 class Assign(Node):
     target: LValue
     value: Expr
+    placement: "Placement | None" = None
 
 
 @dataclass
 class Accumulate(Node):
     target: LValue
     value: Expr
+    placement: "Placement | None" = None
+
+
+@dataclass
+class RegionDecl(Node):
+    """region a = tiles(x0:x1, y0:y1), or region a, b = split(x): equal bands of the grid."""
+    names: list                  # of (name, Span)
+    kind: str                    # tiles | split
+    bounds: list                 # tiles: [x0, x1, y0, y1] as Expr
+    axis: "tuple | None" = None  # split: (axis name, Span)
 
 
 @dataclass

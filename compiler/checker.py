@@ -14,6 +14,7 @@ from . import ast
 from .builtins import (BUILTINS, COLLECTIVES, DIRECTIONS, ELEMENTWISE, LOCAL_REDUCTIONS, MASK_VALUE, MAX_RANK,
                        REDUCE_OPS, SCALAR_UNARY, UNARY_FUNCS)
 from .composition import Composition
+from .regions import Regions
 from .symbols import Dist, Sym
 from .diagnostics import CompileError, Span
 from .scalars import ScalarEval, exact_int, iadd, imul, to_iexpr
@@ -29,10 +30,14 @@ class Shared:
     def __init__(self, kernels: dict, max_ops: int | None = None):
         self.kernels = kernels          # name -> ast.Kernel, for calls
         self.buffers: list[Buffer] = []
-        self.consts: dict[int, Buffer] = {}
+        self.consts: dict[tuple, Buffer] = {}  # (region, f32 bits) -> buffer
         self.temps = 0
         self.ops = 0                    # operations emitted, inlined calls included
         self.max_ops = max_ops
+        self.regions: dict = {}         # name -> Region, when the kernel declares regions (regions.py)
+        self.region = None              # the Region being elaborated on, if any
+        self.tensor_regions: dict = {}  # tensor name -> region name, where no `on` says
+        self.transfers = 0
 
 
 def check_kernel(kernel: ast.Kernel, width: int, height: int, input_shapes: dict, params: dict,
@@ -43,7 +48,7 @@ def check_kernel(kernel: ast.Kernel, width: int, height: int, input_shapes: dict
     return Checker(kernel, width, height, shared).run(input_shapes, params)
 
 
-class Checker(ScalarEval, Composition):
+class Checker(ScalarEval, Composition, Regions):
     def __init__(self, kernel: ast.Kernel, width: int, height: int, shared: Shared,
                  ranges: dict | None = None, prefix: str = "", call_stack: tuple = (),
                  call_site: Span | None = None):
@@ -72,14 +77,20 @@ class Checker(ScalarEval, Composition):
         k = self.k
         self._bind_scalar_params(params)
         self._bind_sizes(input_shapes, params)
+        self._declare_regions(k.body)
         io = []
         for decl, role in [(p, "input") for p in k.params if isinstance(p, ast.TensorDecl)] + \
                           [(o, "output") for o in k.outputs]:
-            io.append(self._place_tensor(decl, role))
+            if self.placing:
+                with self._on(self._home(decl)):
+                    io.append(self._place_tensor(decl, role))
+            else:
+                io.append(self._place_tensor(decl, role))
         self._block(k.body)
-        const_fills = [Fill(b.full_view(), b.value) for b in self.consts.values()]
+        const_fills = [Fill(b.full_view(), b.value, region=b.region) for b in self.consts.values()]
         self.bindings.update({"W": self.W, "H": self.H})
-        return SpatialKernel(k.name, self.W, self.H, self.buffers, const_fills + self.ops, io, self.bindings)
+        return SpatialKernel(k.name, self.W, self.H, self.buffers, const_fills + self.ops, io, self.bindings,
+                             regions=list(self.shared.regions.values()))
 
     # ------------------------------------------------------------- binding
     def _bind_scalar_params(self, params: dict):
@@ -148,6 +159,7 @@ class Checker(ScalarEval, Composition):
 
     def _place_tensor(self, decl: ast.TensorDecl, role: str) -> TensorPlacement:
         self._check_new_name(decl.name, decl.span)
+        self._no_placement(decl)
         shape, axes, block = self._layout(decl)
         buf = Buffer(self.prefix + decl.name, block, role if not self.prefix else "local", decl.span)
         self.buffers.append(buf)
@@ -231,7 +243,26 @@ class Checker(ScalarEval, Composition):
                                "code than a tile's SRAM can hold (kernel calls are inlined, so a chain of "
                                "calls multiplies)", op.span)
 
+    def _no_placement(self, node) -> None:
+        """`on` outside the top level of a kernel with regions is an error, not ignored."""
+        placement = getattr(node, "placement", None) or getattr(getattr(node, "decl", None), "placement", None)
+        if placement is not None and not self.placing:
+            where = f"kernel '{self.k.name}' is called, and runs inside its caller's region" if self.prefix \
+                else f"kernel '{self.k.name}' declares no regions (region NAME = tiles(x0:x1, y0:y1))"
+            raise CompileError(f"`on {placement.region}` places this on a region, but {where}", placement.span)
+
     def _stmt(self, s):
+        if self.placing:
+            self._placed_stmt(s)
+        else:
+            self._unplaced_stmt(s)
+
+    def _unplaced_stmt(self, s):
+        self._no_placement(s)
+        if isinstance(s, ast.RegionDecl):
+            where = f"'{self.k.name}' is called from another kernel" if self.prefix else "this is not the top"
+            raise CompileError("regions are declared at the top of the body of the kernel being compiled; "
+                               f"{where}", s.span)
         if isinstance(s, ast.LocalDecl):
             self._check_new_name(s.name, s.span)
             buf = Buffer(self.prefix + s.name, self._shape(s.type), "local", self._site(s.span))
@@ -556,7 +587,8 @@ class Checker(ScalarEval, Composition):
         return buf.full_view()
 
     def _const_view(self, value: float) -> View:
-        bits = int(np.float32(value).view(np.uint32))
+        # one constant buffer per value and region: a region's tiles hold only their own
+        bits = (self.shared.region.name if self.shared.region else None, int(np.float32(value).view(np.uint32)))
         if bits not in self.consts:
             buf = Buffer(f"%c{len(self.consts)}", (1,), "const", None, float(np.float32(value)))
             self.consts[bits] = buf

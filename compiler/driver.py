@@ -16,6 +16,8 @@ from .diagnostics import CompileError
 from .parser import parse
 from .source_files import SourceFileError, read_source_file
 from .passes import allocate_sram, double_buffer, emit_code, lower_collectives, route_streams
+from .passes.link_regions import link_regions
+from .passes.split_regions import split_regions
 from .spatial_ir import SpatialKernel, format_ir
 
 
@@ -113,26 +115,34 @@ def _compile_quietly(source, path, config, input_shapes, params, entry) -> Compi
     spatial = check_kernel(kernel, config.width, config.height, input_shapes, params, table,
                            max_ops=config.sram_bytes // config.instruction_bytes)
     ir_text = format_ir(spatial)
+    if spatial.regions:  # one SPMD kernel per region, compiled alone, then linked
+        parts = [_compile_spmd(part, config, path) for part in split_regions(spatial)]
+        program = link_regions(spatial, parts, config)
+        lowered = "\n\n".join(format_ir(part) for part, _ in parts)
+    else:
+        spatial, program = _compile_spmd(spatial, config, path)
+        lowered = format_ir(spatial)
+    # the statement behind each instruction names its phase in --stats and traces
+    source_lines = source.splitlines()
+    program.meta["statements"] = {str(n): source_lines[n - 1].strip()[:80]
+                                  for n in sorted(set(program.meta["source_lines"])) if 0 < n <= len(source_lines)}
+    program.verify()
+    return CompiledKernel(program, ir_text, lowered, spatial)
+
+
+def _compile_spmd(spatial, config, path):
+    """The passes for one SPMD kernel: (the lowered kernel, its program)."""
     # Double buffering where the extra buffers fit the SRAM: both kinds of loop,
     # else one kind, else the plain loops (whose errors are the ones to report);
     # pipelined loops unrolled where their code fits too.
     names = [b.name for b in spatial.buffers]
-    program = None
     for panels, rotations, unroll in ((True, True, True), (True, True, False), (True, False, True),
                                       (True, False, False), (False, True, False)):
         buffered = double_buffer(copy.deepcopy(spatial), panels, rotations, unroll)
         if [b.name for b in buffered.buffers] == names:
             continue  # nothing to pipeline this way
         try:
-            spatial, program = _lower_and_emit(buffered, config, path)
-            break
+            return _lower_and_emit(buffered, config, path)
         except CompileError:
             continue
-    if program is None:
-        spatial, program = _lower_and_emit(spatial, config, path)
-    # the statement behind each instruction names its phase in --stats and traces
-    source_lines = source.splitlines()
-    program.meta["statements"] = {str(n): source_lines[n - 1].strip()[:80]
-                                  for n in sorted(set(program.meta["source_lines"])) if 0 < n <= len(source_lines)}
-    program.verify()
-    return CompiledKernel(program, ir_text, format_ir(spatial), spatial)
+    return _lower_and_emit(spatial, config, path)

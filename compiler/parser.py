@@ -60,8 +60,19 @@ class BuildAst(Transformer):
         return ast.Import(_span(tok), str(tok), False)
 
     def tensor_local(self, meta, c):
-        name, ttype, dist = c
-        return ast.TensorLocal(_span(meta), ast.TensorDecl(_span(meta), str(name), ttype, dist))
+        name, ttype, dist, placement = c
+        return ast.TensorLocal(_span(meta), ast.TensorDecl(_span(meta), str(name), ttype, dist, placement))
+
+    def placement(self, meta, c):
+        return ast.Placement(_span(c[0]), str(c[0]))
+
+    def region_tiles(self, meta, c):
+        name, *bounds = c
+        return ast.RegionDecl(_span(meta), [(str(name), _span(name))], "tiles", bounds)
+
+    def region_split(self, meta, c):
+        *names, axis = c
+        return ast.RegionDecl(_span(meta), [(str(n), _span(n)) for n in names], "split", [], axis)
 
     def kernel(self, meta, c):
         name, *rest = c
@@ -73,8 +84,8 @@ class BuildAst(Transformer):
         return list(c)
 
     def tensor_decl(self, meta, c):
-        name, ttype, dist = c
-        return ast.TensorDecl(_span(meta), str(name), ttype, dist)
+        name, ttype, dist, placement = c
+        return ast.TensorDecl(_span(meta), str(name), ttype, dist, placement)
 
     def scalar_param(self, meta, c):
         name, stype, default = c
@@ -106,10 +117,10 @@ class BuildAst(Transformer):
         return ast.Require(_span(meta), c[0], message)
 
     def assign(self, meta, c):
-        return ast.Assign(_span(meta), c[0], c[1])
+        return ast.Assign(_span(meta), c[0], c[1], c[2])
 
     def accumulate(self, meta, c):
-        return ast.Accumulate(_span(meta), c[0], c[1])
+        return ast.Accumulate(_span(meta), c[0], c[1], c[2])
 
     def for_stmt(self, meta, c):
         var, lo, hi, body = c

@@ -166,6 +166,7 @@ class Buffer:
     span: Span | None = None
     value: float = 0.0           # for const buffers
     addr: int = -1               # word address, set by allocate_sram
+    region: str | None = None    # the region whose tiles hold it (kernels with regions)
 
     @property
     def words(self) -> int:
@@ -213,6 +214,7 @@ def format_view(v: View) -> str:
 class Op:
     span: Span | None = field(default=None, repr=False, compare=False, kw_only=True)
     note: str = field(default="", repr=False, compare=False, kw_only=True)  # e.g. "redistribution", for --stats
+    region: str | None = field(default=None, repr=False, compare=False, kw_only=True)  # where it runs
 
 
 @dataclass
@@ -365,6 +367,15 @@ class Recv(Op):
 
 
 @dataclass
+class Transfer(Op):              # each tile of src_region sends its block to the same tile of dst_region
+    dst: View
+    src: View
+    src_region: str
+    dst_region: str
+    index: int                   # the program's n-th transfer: its streams are xfer<index>.<class>
+
+
+@dataclass
 class Wait(Op):                  # block until the slot's stream is done
     slot: int
     views: list                  # what the stream reads or writes: live until here
@@ -391,6 +402,7 @@ class SpatialKernel:
     streams: list = field(default_factory=list)    # stream names in color order (route_streams)
     routes: object = None                          # uint8 [tiles, colors, 5] (route_streams)
     sram_words: int = 0                            # data words per tile (allocate_sram)
+    regions: list = field(default_factory=list)    # Region, when statements are placed on regions
 
 
 def walk(ops):
@@ -408,8 +420,10 @@ def format_ir(k: SpatialKernel) -> str:
     lines = [f"spatial kernel {k.name} on {k.width}x{k.height} tiles"]
     if k.bindings:
         lines.append("  bindings: " + ", ".join(f"{n}={v}" for n, v in k.bindings.items()))
+    for r in k.regions:
+        lines.append(f"  region {r.name}: tiles x[{r.x0},{r.x1}) y[{r.y0},{r.y1})")
     for b in k.buffers:
-        where = f" @{b.addr}" if b.addr >= 0 else ""
+        where = (f" on {b.region}" if b.region and k.regions else "") + (f" @{b.addr}" if b.addr >= 0 else "")
         init = f" = {b.value!r}" if b.kind == "const" else ""
         lines.append(f"  {b.kind:<6} {b.name}: f32[{', '.join(map(str, b.shape))}]{where}{init}")
     for t in k.io:
@@ -419,18 +433,22 @@ def format_ir(k: SpatialKernel) -> str:
     return "\n".join(lines)
 
 
-def _format_ops(ops, lines, depth):
+def _format_ops(ops, lines, depth, region=None):
     pad = "  " * depth
     for op in ops:
+        if op.region and op.region != region:  # a kernel with regions: where each statement runs
+            lines.append(f"{pad}on {op.region}:")
+            _format_ops([op], lines, depth + 1, op.region)
+            continue
         if isinstance(op, Loop):
             lines.append(f"{pad}for {op.var} in {op.lo} .. {op.hi}:")
-            _format_ops(op.body, lines, depth + 1)
+            _format_ops(op.body, lines, depth + 1, region)
         elif isinstance(op, IfTile):
             lines.append(f"{pad}if {format_iexpr(op.cond)}:")
-            _format_ops(op.then, lines, depth + 1)
+            _format_ops(op.then, lines, depth + 1, region)
             if op.orelse:
                 lines.append(f"{pad}else:")
-                _format_ops(op.orelse, lines, depth + 1)
+                _format_ops(op.orelse, lines, depth + 1, region)
         elif isinstance(op, Fill):
             lines.append(f"{pad}{format_view(op.dst)} = fill {op.value!r}")
         elif isinstance(op, Copy):
@@ -473,5 +491,8 @@ def _format_ops(ops, lines, depth):
             lines.append(f"{pad}recv {op.stream} {format_view(op.dst)}{slot}")
         elif isinstance(op, Wait):
             lines.append(f"{pad}wait slot{op.slot}")
+        elif isinstance(op, Transfer):
+            lines.append(f"{pad}{format_view(op.dst)} @{op.dst_region} = transfer {format_view(op.src)} "
+                         f"@{op.src_region}")
         else:
             lines.append(f"{pad}{op}")

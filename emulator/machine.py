@@ -59,6 +59,7 @@ class RunStats:
     phases: list = field(default_factory=list)  # per source statement (kernel call): see Emulator.phase_table
     fabric: dict = field(default_factory=dict)  # a defective wafer's repair summary (RepairedFabric.summary)
     physical_wavelet_hops: int = 0  # router hops (one wavelet over one physical link); = wavelet_hops when perfect
+    regions: list = field(default_factory=list)  # per code region: where its tiles' time went (Emulator.region_table)
     per_tile_cycles: list = field(default_factory=list, repr=False)
     per_tile_busy: list = field(default_factory=list, repr=False)
     per_tile_blocked: list = field(default_factory=list, repr=False)
@@ -156,29 +157,37 @@ class Emulator:
             raise EmulatorError(f"input '{io.name}' has shape {arr.shape}, expected {tuple(io.shape)}")
         blocks = self._tile_blocks(io, arr.astype(np.float32, copy=False))
         words = int(np.prod(io.block, dtype=np.int64))
-        self.state.mem[:, io.addr:io.addr + words] = blocks.reshape(self.program.config.tiles, words)
+        self._region_mem(io)[:, :, io.addr:io.addr + words] = blocks.reshape(*blocks.shape[:2], words)
+
+    def _region_mem(self, io: TensorIO) -> np.ndarray:
+        """[rows, columns, words]: the SRAM of the tiles that hold io (a view)."""
+        cfg = self.program.config
+        x0, y0, x1, y1 = io.rect(cfg.width, cfg.height)
+        return self.state.mem.reshape(cfg.height, cfg.width, -1)[y0:y1, x0:x1]
 
     def _tile_blocks(self, io: TensorIO, arr: np.ndarray) -> np.ndarray:
-        """Global tensor -> [H, W, *block]: each tile's block, replicas included."""
+        """Global tensor -> [rows, columns, *block]: each tile's block (of io's region),
+        replicas included."""
         cfg = self.program.config
+        x0, y0, x1, y1 = io.rect(cfg.width, cfg.height)
         counts = [s // b for s, b in zip(io.shape, io.block)]
         # [d0, d1, ...] -> [n0, b0, n1, b1, ...] -> [n0, n1, ..., b0, b1, ...]
         split = arr.reshape([v for pair in zip(counts, io.block) for v in pair])
         rank = len(io.shape)
         split = split.transpose(list(range(0, 2 * rank, 2)) + list(range(1, 2 * rank, 2)))
-        ys, xs = np.meshgrid(np.arange(cfg.height), np.arange(cfg.width), indexing="ij")
+        ys, xs = np.meshgrid(np.arange(y1 - y0), np.arange(x1 - x0), indexing="ij")
         index = tuple(xs if a == "x" else ys if a == "y" else np.zeros_like(xs) for a in io.axes)
-        return split[index] if rank else np.broadcast_to(arr, (cfg.height, cfg.width))
+        return split[index] if rank else np.broadcast_to(arr, (y1 - y0, x1 - x0))
 
     def read_outputs(self) -> dict:
         return {io.name: self.read_tensor(io) for io in self.program.io if io.role == "output"}
 
     def read_tensor(self, io: TensorIO) -> np.ndarray:
         """Assemble a distributed tensor from the canonical replica of each block
-        (for an axis no dimension is split over, the tiles at coordinate 0)."""
-        cfg = self.program.config
+        (for an axis no dimension is split over, the tiles at coordinate 0 of its region)."""
         words = int(np.prod(io.block, dtype=np.int64))
-        per_tile = self.state.mem[:, io.addr:io.addr + words].reshape(cfg.height, cfg.width, *io.block)
+        mem = self._region_mem(io)
+        per_tile = mem[:, :, io.addr:io.addr + words].reshape(*mem.shape[:2], *io.block)
         rank = len(io.shape)
         counts = [s // b for s, b in zip(io.shape, io.block)]
         grids = np.meshgrid(*[np.arange(n) for n in counts], indexing="ij")
@@ -196,13 +205,15 @@ class Emulator:
     def replica_mismatch(self, io: TensorIO):
         """First tile whose copy of a replicated block differs from the canonical one."""
         cfg = self.program.config
+        x0, y0, _, _ = io.rect(cfg.width, cfg.height)
         words = int(np.prod(io.block, dtype=np.int64))
-        actual = self.state.mem[:, io.addr:io.addr + words].reshape(cfg.height, cfg.width, words)
-        expected = self._tile_blocks(io, self.read_tensor(io)).reshape(cfg.height, cfg.width, words)
+        mem = self._region_mem(io)
+        actual = mem[:, :, io.addr:io.addr + words]
+        expected = self._tile_blocks(io, self.read_tensor(io)).reshape(*mem.shape[:2], words)
         diff = np.nonzero(np.any(actual.view(np.uint32) != expected.view(np.uint32), axis=2))
         if len(diff[0]) == 0:
             return None
-        return int(diff[1][0]), int(diff[0][0])
+        return int(diff[1][0]) + x0, int(diff[0][0]) + y0
 
     # ------------------------------------------------------------------ run
     def run(self, progress=None) -> RunStats:
@@ -265,8 +276,10 @@ class Emulator:
         busy = int(tiles.busy.sum())
         blocked = int(tiles.blocked.sum())
         events, dropped = self._events()
-        sram = np.zeros(cfg.tiles, dtype=np.int64)  # tiles outside every region hold nothing
-        sram[tiles.icount > 0] = p.sram_bytes_used()
+        sram = np.zeros((cfg.height, cfg.width), dtype=np.int64)  # tiles outside every region hold nothing
+        for r in p.regions:
+            sram[r.y0:r.y1, r.x0:r.x1] = p.sram_bytes_used(r)
+        sram = np.where(tiles.icount > 0, sram.reshape(-1), 0)
         return RunStats(
             tiles=cfg.tiles, cycles=cycles, seconds=cfg.seconds(cycles), clock_mhz=cfg.clock_mhz,
             timing=self.timing, instructions=int(tiles.icount.sum()),
@@ -277,13 +290,30 @@ class Emulator:
             blocked_fraction=blocked / (cycles * cfg.tiles) if cycles else 0.0,
             fast_cycles=cycles, rounds=rounds, tile_visits=int(s.active.count[A_VISITS]),
             undelivered_wavelets=int(s.queues.count.sum()), wall_seconds=wall,
-            phases=self.phase_table(),
+            phases=self.phase_table(), regions=self.region_table(cycles),
             fabric={} if self.fabric is None else self.fabric.summary(),
             physical_wavelet_hops=int((s.links.wavelets * s.links.hops).sum()),
             per_tile_cycles=tiles.clock.tolist(), per_tile_busy=tiles.busy.tolist(),
             per_tile_blocked=tiles.blocked.tolist(), per_tile_instructions=tiles.icount.tolist(),
             per_tile_sram_bytes=sram.tolist(), link_wavelets=s.links.wavelets.tolist(),
             events=events, events_dropped=dropped)
+
+    def region_table(self, cycles: int) -> list[dict]:
+        """Per code region, summed over its tiles: cycles computing (vector and mmac),
+        waiting on the fabric (for another region's data too), on scalar work, and
+        halted while the run went on; with when its last tile halted."""
+        p, tiles, cfg = self.program, self.state.tiles, self.program.config
+        table = []
+        for r in p.regions:
+            sel = np.zeros((cfg.height, cfg.width), bool)
+            sel[r.y0:r.y1, r.x0:r.x1] = True
+            sel = sel.reshape(-1)
+            clock, busy, blocked = tiles.clock[sel], tiles.busy[sel], tiles.blocked[sel]
+            table.append({"name": r.name, "x0": r.x0, "y0": r.y0, "x1": r.x1, "y1": r.y1, "tiles": int(sel.sum()),
+                          "compute": int(busy.sum()), "blocked": int(blocked.sum()),
+                          "scalar": int((clock - busy - blocked).sum()), "halted": int((cycles - clock).sum()),
+                          "last_cycle": int(clock.max(initial=0)), "sram_bytes": p.sram_bytes_used(r)})
+        return table
 
     def phase_table(self) -> list[dict]:
         """Per phase (source statement): the cycles it spans on the machine and

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .config import MachineConfig
-from .isa import PORT_NAMES, desc_size, format_instruction
+from .isa import OPERANDS, PORT_NAMES, desc_size, format_instruction
 from .program_check import (FORMAT, ProgramError, check_program, entry_fields, json_labels, json_list,
                             read_program_file)
 
@@ -39,6 +39,7 @@ class BufferPlacement:
     words: int
     shape: tuple
     live: tuple = (0, 0)  # first and last statement index that uses it
+    region: str = ""      # the code region whose tiles hold it ("" for a single-region program)
 
 
 @dataclass
@@ -47,7 +48,9 @@ class TensorIO:
 
     Dimension i of the global tensor is split over grid axis axes[i]
     ('x', 'y', or '_' for not split); tiles along an axis no dimension uses
-    hold replicas. The tile's block is stored row-major at `addr`.
+    hold replicas. The tile's block is stored row-major at `addr`. A tensor
+    of a program with regions lives on the tiles of `region`, (x0, y0, x1, y1),
+    its axes counted from the region's corner; () is the whole grid.
     """
     name: str
     role: str            # input | output
@@ -55,6 +58,11 @@ class TensorIO:
     axes: tuple
     block: tuple
     addr: int
+    region: tuple = ()
+
+    def rect(self, width: int, height: int) -> tuple:
+        """(x0, y0, x1, y1) of the tiles that hold it."""
+        return tuple(self.region) if self.region else (0, 0, width, height)
 
 
 @dataclass
@@ -72,14 +80,33 @@ class Program:
     labels: dict = field(default_factory=dict)   # instruction index -> label, for printing
     meta: dict = field(default_factory=dict)
 
-    def code_bytes(self) -> int:
-        """SRAM taken on each tile by the code and descriptor tables."""
+    def code_bytes(self, region: CodeRegion | None = None) -> int:
+        """SRAM taken on a tile by the code and descriptor tables: of `region`, whose
+        tiles hold only its own code and the descriptors and immediates it uses, or
+        of the whole program."""
         cfg = self.config
-        return (len(self.code) * cfg.instruction_bytes + len(self.descs) * cfg.descriptor_bytes
-                + len(self.fimm) * cfg.word_bytes)
+        if region is None or len(self.regions) == 1:
+            return (len(self.code) * cfg.instruction_bytes + len(self.descs) * cfg.descriptor_bytes
+                    + len(self.fimm) * cfg.word_bytes)
+        descs, fimm = set(), set()
+        for row in self.code[region.start:region.end]:
+            for i, kind in enumerate(OPERANDS.get(int(row[0]), "")):
+                (descs if kind == "d" else fimm if kind == "f" else set()).add(int(row[1 + i]))
+        return ((region.end - region.start) * cfg.instruction_bytes + len(descs) * cfg.descriptor_bytes
+                + len(fimm) * cfg.word_bytes)
 
-    def sram_bytes_used(self) -> int:
-        return self.sram_words * self.config.word_bytes + self.code_bytes()
+    def data_words(self, region: CodeRegion) -> int:
+        """Words of the plan a region's tiles use (every region's plan starts at word 0)."""
+        own = [b.addr + b.words for b in self.buffers if b.region == region.name]
+        return max(own) if own and len(self.regions) > 1 else self.sram_words
+
+    def sram_bytes_used(self, region: CodeRegion | None = None) -> int:
+        """Data and code on a tile of `region`; without one, on the fullest tile."""
+        if region is None:
+            if len(self.regions) == 1:
+                return self.sram_words * self.config.word_bytes + self.code_bytes()
+            return max(self.sram_bytes_used(r) for r in self.regions)
+        return self.data_words(region) * self.config.word_bytes + self.code_bytes(region)
 
     # ------------------------------------------------------------------ checks
     def verify(self) -> None:
@@ -102,15 +129,19 @@ class Program:
 
     def format_plan(self) -> str:
         cfg = self.config
-        lines = [f"SRAM plan per tile: {self.sram_bytes_used()} of {cfg.sram_bytes} bytes "
-                 f"(data {self.sram_words * cfg.word_bytes}, code and descriptors {self.code_bytes()})",
-                 "  buffers whose live ranges (program steps) do not overlap share addresses",
-                 "    addr    size  live         kind   name"]
-        for b in sorted(self.buffers, key=lambda b: (b.addr, b.live, b.name)):
-            shape = "x".join(map(str, b.shape)) if b.shape else "-"
-            live = f"{b.live[0]}-{b.live[1]}"
-            lines.append(f"  {b.addr * cfg.word_bytes:6d}  {b.words * cfg.word_bytes:6d} B  {live:<11}  "
-                         f"{b.kind:<6} {b.name} [{shape}]")
+        lines = []
+        for r in self.regions:
+            own = [b for b in self.buffers if b.region == r.name or len(self.regions) == 1]
+            where = f" of region {r.name} (tiles x[{r.x0},{r.x1}) y[{r.y0},{r.y1}))" if len(self.regions) > 1 else ""
+            lines += [f"SRAM plan per tile{where}: {self.sram_bytes_used(r)} of {cfg.sram_bytes} bytes "
+                      f"(data {self.data_words(r) * cfg.word_bytes}, code and descriptors {self.code_bytes(r)})",
+                      "  buffers whose live ranges (program steps) do not overlap share addresses",
+                      "    addr    size  live         kind   name"]
+            for b in sorted(own, key=lambda b: (b.addr, b.live, b.name)):
+                shape = "x".join(map(str, b.shape)) if b.shape else "-"
+                live = f"{b.live[0]}-{b.live[1]}"
+                lines.append(f"  {b.addr * cfg.word_bytes:6d}  {b.words * cfg.word_bytes:6d} B  {live:<11}  "
+                             f"{b.kind:<6} {b.name} [{shape}]")
         return "\n".join(lines)
 
     def format_routes(self) -> str:

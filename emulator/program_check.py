@@ -204,11 +204,19 @@ def json_dict(value, where: str, keys=None) -> dict:
     return value
 
 
+OPTIONAL_FIELDS = ("region",)
+
+
 def entry_fields(value, where: str, cls) -> dict:
     """Keyword arguments for dataclass cls from a JSON entry: exactly its fields,
     with JSON lists turned into the tuples the dataclass holds. Types and
     values are checked by check_program."""
-    entry = dict(json_dict(value, where, [f.name for f in fields(cls)]))
+    entry = dict(value) if isinstance(value, dict) else value
+    for name in OPTIONAL_FIELDS:  # fields added since the format began: older files lack them
+        if isinstance(entry, dict) and name not in entry and name in {f.name for f in fields(cls)}:
+            default = next(f.default for f in fields(cls) if f.name == name)
+            entry[name] = list(default) if isinstance(default, tuple) else default  # as JSON holds it
+    entry = dict(json_dict(entry, where, [f.name for f in fields(cls)]))
     for f in fields(cls):
         if f.type in ("tuple", tuple):
             entry[f.name] = tuple(json_list(entry[f.name], f"{where}.{f.name}"))
@@ -229,8 +237,8 @@ def check_program(prog) -> None:
     if not isinstance(prog.config, MachineConfig):
         raise ProgramError(f"config must be a MachineConfig, got {_show(prog.config)}")
     n_colors = _check_arrays(prog)
-    _check_sram(prog)
     _check_regions(prog)
+    _check_sram(prog)
     _check_code(prog, n_colors)
     _check_descriptors(prog)
     _check_operand_shapes(prog)
@@ -264,9 +272,11 @@ def _check_sram(prog) -> None:
     words = _int(prog.sram_words, "sram_words")
     if words < 0:
         raise ProgramError(f"sram_words must be at least 0, got {words}")
-    if prog.sram_bytes_used() > cfg.sram_bytes:
-        raise ProgramError(f"program needs {prog.sram_bytes_used()} bytes of SRAM per tile (data and "
-                           f"code), the machine has {cfg.sram_bytes}")
+    # every tile may hold the whole plan, and its region's code (the buffers only describe the plan)
+    needs = max(words * cfg.word_bytes + prog.code_bytes(r) for r in prog.regions)
+    if needs > cfg.sram_bytes:
+        raise ProgramError(f"program needs {needs} bytes of SRAM per tile (data and code), the machine has "
+                           f"{cfg.sram_bytes}")
 
 
 def _check_regions(prog) -> None:
@@ -470,11 +480,16 @@ def _check_io(prog) -> None:
     """The host scatters and gathers each tensor with numpy slices, which would
     silently truncate a block outside the plan: check every entry here."""
     cfg, words = prog.config, prog.sram_words
-    tiles_along = {"x": cfg.width, "y": cfg.height, "_": 1}
+    rects = {(r.x0, r.y0, r.x1, r.y1) for r in prog.regions}
     seen = set()
     for k, io in enumerate(json_list(prog.io, "io")):
         name = _str(getattr(io, "name", None), f"io {k} name")
         where = f"io {k} ({name})"
+        region = _int_tuple(io.region, f"{where}: region")
+        if region and (len(region) != 4 or region not in rects):
+            raise ProgramError(f"{where}: region {region} is not the (x0, y0, x1, y1) of a code region")
+        x0, y0, x1, y1 = region or (0, 0, cfg.width, cfg.height)
+        tiles_along = {"x": x1 - x0, "y": y1 - y0, "_": 1}
         if name in seen:
             raise ProgramError(f"{where}: the name appears twice")
         seen.add(name)
@@ -518,6 +533,7 @@ def _check_buffers(prog) -> None:
             raise ProgramError(f"{where}: shape {b.shape} has a negative size")
         if len(_int_tuple(b.live, f"{where}: live")) != 2:
             raise ProgramError(f"{where}: live must be (first, last), got {b.live}")
+        _str(b.region, f"{where}: region")
 
 
 def _check_names(prog, n_colors: int) -> None:
@@ -543,7 +559,9 @@ def _check_meta(prog) -> None:
     if "kernel" in meta:
         kernel = _str(meta["kernel"], "meta kernel")
         regions = [r.name for r in prog.regions]
-        if kernel not in regions:  # --check picks the reference by this name
+        # --check picks the reference by this name: a code region's, or the kernel
+        # whose regions (kernel.region) make up the program
+        if kernel not in regions and not all(r.startswith(kernel + ".") for r in regions):
             raise ProgramError(f"meta kernel {kernel!r} names none of the program's code regions "
                                f"({', '.join(regions)})")
     if "source" in meta:

@@ -24,14 +24,14 @@ class CheckReport:
 
 def tile_of(io: TensorIO, index: tuple, width: int) -> tuple[tuple[int, int], tuple]:
     """The tile holding a global element (its canonical replica) and the local index."""
-    tx = ty = 0
+    tx, ty = tuple(io.region[:2]) if io.region else (0, 0)
     local = []
     for i, axis in enumerate(io.axes):
         blk = io.block[i]
         if axis == "x":
-            tx = index[i] // blk
+            tx += index[i] // blk
         elif axis == "y":
-            ty = index[i] // blk
+            ty += index[i] // blk
         local.append(index[i] % blk)
     return (tx, ty), tuple(local)
 

@@ -161,7 +161,7 @@ class _Out:
 
 def write_chrome_trace(path, events, width, height, clock_mhz, phases=None, link_wavelets=None, tile_names=None,
                        max_bytes=DEFAULT_MAX_BYTES, *, tiles=None, per_tile_cycles=None,
-                       events_dropped=0) -> TraceSummary:
+                       events_dropped=0, regions=None) -> TraceSummary:
     """Write a traced run's events as Chrome trace-event JSON at `path`; see the module docstring.
 
     events: int64 [n, 6] rows (tile, kind, start_cycle, end_cycle, a, b), emulator/trace_events.py.
@@ -173,6 +173,9 @@ def write_chrome_trace(path, events, width, height, clock_mhz, phases=None, link
     per_tile_cycles: where each tile's counters end (default: the end of its last event).
     events_dropped: records the emulator could not keep (RunStats.events_dropped); a nonzero
     count is said in a global instant event at 0 and in otherData.
+    regions: RunStats.regions of a program with regions: a "regions" process with a row per
+    region, running until its last tile halts (with its compute and wait shares), then halted;
+    and each tile is named with its region.
     """
     width, height = int(width), int(height)
     if width < 1 or height < 1:
@@ -211,7 +214,15 @@ def write_chrome_trace(path, events, width, height, clock_mhz, phases=None, link
     start_ns, end_ns = ns(start), ns(end)
     order = np.lexsort((start - end, tid, tile_col, start))   # by start; a parent before what it holds
 
+    region_of = {}
+    for r in regions or []:
+        for y in range(r["y0"], r["y1"]):
+            for x in range(r["x0"], r["x1"]):
+                region_of[y * width + x] = r["name"]
+
     def tile_name(t: int) -> str:
+        if t in region_of and tile_names is None:
+            return f"{region_of[t]} tile {_name_of(t, width)}"
         if tile_names is not None:
             try:
                 return str(tile_names[t])
@@ -246,6 +257,7 @@ def write_chrome_trace(path, events, width, height, clock_mhz, phases=None, link
         out = _Out(f, max_bytes)
         out.write_raw('{"traceEvents":[\n')
         out.put(_phase_events(phases or [], kernel_pid, ns))
+        out.put(_region_events(regions or [], kernel_pid + 1, ns, per_tile_cycles))
         if events_dropped:
             out.put([f'{{"ph":"i","s":"g","pid":{kernel_pid},"tid":{CORE_TID},"ts":0.000,'
                      f'"name":"the emulator did not keep {int(events_dropped)} events (its per-tile buffers were full)",'
@@ -377,6 +389,30 @@ def _clamp_holds(tile_col, kind, start, end, a) -> np.ndarray:
         if j >= 0 and start[i] < ends[j]:
             end[i] = min(end[i], ends[j])
     return end
+
+
+def _region_events(regions: list, pid: int, ns, per_tile_cycles) -> list[str]:
+    """Each region as a row: running from 0 until its last tile halts, then halted to the end."""
+    if len(regions) < 2:
+        return []
+    end = max(int(max(per_tile_cycles, default=0)) if per_tile_cycles is not None else 0,
+              max(int(r["last_cycle"]) for r in regions))
+    out = [f'{{"ph":"M","pid":{pid},"tid":{CORE_TID},"name":"process_name","args":{{"name":"regions"}}}}',
+           f'{{"ph":"M","pid":{pid},"tid":{CORE_TID},"name":"process_sort_index","args":{{"sort_index":-1}}}}']
+    for i, r in enumerate(regions):
+        tid = CORE_TID + i
+        last = int(r["last_cycle"])
+        whole = max(int(r["tiles"]) * end, 1)
+        args = {k: f"{int(r[k]) / whole:.1%}" for k in ("compute", "blocked", "scalar", "halted")}
+        args["tiles"] = int(r["tiles"])
+        out.append(f'{{"ph":"M","pid":{pid},"tid":{tid},"name":"thread_name","args":{{"name":{json.dumps(r["name"])}}}}}')
+        out.append(f'{{"ph":"M","pid":{pid},"tid":{tid},"name":"thread_sort_index","args":{{"sort_index":{i}}}}}')
+        out.append(f'{{"ph":"X","pid":{pid},"tid":{tid},"ts":0.000,"dur":{_us(int(ns(last)))},"name":"running",'
+                   f'"cat":"region","args":{json.dumps(args)}}}')
+        if end > last:
+            out.append(f'{{"ph":"X","pid":{pid},"tid":{tid},"ts":{_us(int(ns(last)))},'
+                       f'"dur":{_us(int(ns(end)) - int(ns(last)))},"name":"halted","cat":"region","args":{{}}}}')
+    return out
 
 
 def _phase_events(phases: list, pid: int, ns) -> list[str]:

@@ -35,7 +35,10 @@ def route_streams(k: SpatialKernel, colors: int) -> SpatialKernel:
 
 
 def pattern_routes(name: str, width: int, height: int) -> np.ndarray:
-    """uint8 [tiles, 5]: output-port bits for each input port (N, E, S, W, RAMP)."""
+    """uint8 [tiles, 5]: output-port bits for each input port (N, E, S, W, RAMP).
+    A transfer's stream (xfer...) leaves the region: link_regions routes it."""
+    if name.startswith("xfer"):
+        return np.zeros((width * height, 5), np.uint8)
     t = np.arange(width * height)
     x, y = t % width, t // width
     has = {PORT_E: x < width - 1, PORT_W: x > 0, PORT_S: y < height - 1, PORT_N: y > 0}
