@@ -45,7 +45,7 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
     that branches is passed an array (the accounting is a closure over the
     locals): numba would count references to such an array atomically on every
     call, on a count both threads share (recorder.py)."""
-    m = tiles.mem[t]
+    m = tiles.mem[tiles.mem_span[t, 0]:tiles.mem_span[t, 1]]
     r = tiles.regs[t]
     last_reg = r.shape[0] - 1
     status, wait_slot, wait_pc, blocked = tiles.status, tiles.wait_slot, tiles.wait_pc, tiles.blocked

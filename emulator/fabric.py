@@ -372,19 +372,20 @@ def fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
 
 
 @njit(cache=True, parallel=True)
-def run_copy_tasks(tasks, n_tasks, descs, mem, fifo):
-    """Carry out the copies a fabric phase decided, in parallel."""
+def run_copy_tasks(tasks, n_tasks, descs, mem, mem_span, fifo):
+    """Carry out the copies a fabric phase decided, in parallel (mem, mem_span: TileState's)."""
     Q = fifo.shape[2]
     for i in prange(n_tasks):
         src, sd, sbase, sstart = tasks[i, 0], tasks[i, 1], tasks[i, 2], tasks[i, 3]
         dst, dd, dbase, dstart, n = tasks[i, 4], tasks[i, 5], tasks[i, 6], tasks[i, 7], tasks[i, 8]
+        s0, d0 = mem_span[src, 0], mem_span[dst, 0]
         if dd >= 0 and desc_is_dense(descs, sd) and desc_is_dense(descs, dd):
-            mem[dst, dbase + dstart:dbase + dstart + n] = mem[src, sbase + sstart:sbase + sstart + n]
+            mem[d0 + dbase + dstart:d0 + dbase + dstart + n] = mem[s0 + sbase + sstart:s0 + sbase + sstart + n]
             continue
         tmp = np.empty(n, dtype=np.float32)
-        gather(mem[src], descs, sd, sbase, sstart, n, tmp, 0)
+        gather(mem[s0:mem_span[src, 1]], descs, sd, sbase, sstart, n, tmp, 0)
         if dd >= 0:
-            scatter(mem[dst], descs, dd, dbase, dstart, n, tmp, 0)
+            scatter(mem[d0:mem_span[dst, 1]], descs, dd, dbase, dstart, n, tmp, 0)
         else:
             for j in range(n):
                 fifo[dst, dbase, (dstart + j) % Q] = tmp[j]

@@ -162,8 +162,7 @@ class Emulator:
     def _region_mem(self, io: TensorIO) -> np.ndarray:
         """[rows, columns, words]: the SRAM of the tiles that hold io (a view)."""
         cfg = self.program.config
-        x0, y0, x1, y1 = io.rect(cfg.width, cfg.height)
-        return self.state.mem.reshape(cfg.height, cfg.width, -1)[y0:y1, x0:x1]
+        return self.state.region_memory(self.program, io.rect(cfg.width, cfg.height))
 
     def _tile_blocks(self, io: TensorIO, arr: np.ndarray) -> np.ndarray:
         """Global tensor -> [rows, columns, *block]: each tile's block (of io's region),

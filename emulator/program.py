@@ -96,9 +96,16 @@ class Program:
                 + len(fimm) * cfg.word_bytes)
 
     def data_words(self, region: CodeRegion) -> int:
-        """Words of the plan a region's tiles use (every region's plan starts at word 0)."""
-        own = [b.addr + b.words for b in self.buffers if b.region == region.name]
-        return max(own) if own and len(self.regions) > 1 else self.sram_words
+        """Words of SRAM a region's tiles hold: the plan's, unless the program's buffers
+        and host tensors name the region (a compiled program with several regions,
+        where each region's plan starts at word 0 and a tile holds only its own):
+        then what they reach."""
+        rect = (region.x0, region.y0, region.x1, region.y1)
+        reach = [b.addr + b.words for b in self.buffers if b.region == region.name] + \
+                [t.addr + int(np.prod(t.block, dtype=np.int64)) for t in self.io if tuple(t.region) == rect]
+        if len(self.regions) == 1 or not reach:
+            return self.sram_words
+        return max(reach)
 
     def sram_bytes_used(self, region: CodeRegion | None = None) -> int:
         """Data and code on a tile of `region`; without one, on the fullest tile."""

@@ -55,7 +55,7 @@ def run_rounds(code, descs, fimm, tiles, streams, queues, links, rec, routes, wi
             m, n_tasks, full = fabric_phase(code, descs, tiles, streams, queues, links, rec, routes, width,
                                             height, timing, tasks, err, active)
             if n_tasks:
-                run_copy_tasks(tasks, n_tasks, descs, tiles.mem, queues.fifo)
+                run_copy_tasks(tasks, n_tasks, descs, tiles.mem, tiles.mem_span, queues.fifo)
             moved += m
             if err[0]:
                 return FABRIC_ERROR

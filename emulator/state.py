@@ -7,7 +7,10 @@ arrays as named records (namedtuples), so a function's signature says
 which parts of the machine it touches.
 
 Tiles (`TileState`)
-  mem        float32 [T, S]   SRAM contents (only the planned words exist)
+  mem        float32 [M]      SRAM contents, every tile's words one after another (only the planned
+                              words exist: S per tile for one region; for several, each region's
+                              tiles hold their own region's words, region after region)
+  mem_span   int64   [T, 2]   the [start, end) of each tile's words in mem (empty off every region)
   regs       int32   [T, R]   integer registers; r0 = x, r1 = y at start
   pc         int32   [T]      next instruction (absolute index into code)
   status     int8    [T]      RUN, WAIT (core blocked on a stream slot), HALT, FAULT
@@ -76,7 +79,8 @@ FAULT_NAMES = {FAULT_ADDRESS: "descriptor outside the tile's SRAM plan",
                FAULT_CYCLES: "cycle budget used up"}
 BUDGET_FAULTS = (FAULT_LIMIT, FAULT_CYCLES)  # reported as BudgetError, not as a program fault
 
-TileState = namedtuple("TileState", "mem regs pc status fault wait_slot wait_pc clock busy blocked icount sent")
+TileState = namedtuple("TileState", "mem mem_span regs pc status fault wait_slot wait_pc clock busy blocked icount "
+                                    "sent")
 StreamState = namedtuple("StreamState", "kind color desc base done time start recv_slot send_slot")
 QueueState = namedtuple("QueueState", "fifo head count ready owner")
 LinkState = namedtuple("LinkState", "hops wavelets free users window touched scratch")
@@ -107,21 +111,21 @@ class FabricState:
             lines = program.meta.get("source_lines")
             phases = len(set(lines)) if isinstance(lines, list) and lines else 1
         T, C, Q, K = cfg.tiles, max(program.routes.shape[1], 1), cfg.queue_depth, STREAM_SLOTS
-        S = max(program.sram_words, 1)
-        per_tile = (4 * S + 4 * cfg.registers + 4 + 1 + 4 + 1 + 6 * 8   # mem, regs, pc, status, fault, counters
+        per_tile = (2 * 8 + 4 * cfg.registers + 4 + 1 + 4 + 1 + 6 * 8  # mem span, regs, pc, status, fault, counters
                     + K * (1 + 4 + 4 + 4 * 8)                           # stream slots
                     + C * (4 * Q + 4 + 4 + 8 + 4 + 5 + 2)               # queues, owner, routes, slot maps
                     + 5 * 4 * 8 + 4 * 4 * 8 + 8 * 4 * 8 + 9 * 8 * 4                 # links, route scratch, copy tasks
                     + phases * 6 * 8 + 4                                # phase accounting, trace row
                     + 4 * 8 + 1)                                        # active sets
-        return T * per_tile + traced * events_per_tile * EVENT_FIELDS * 8
+        return 4 * _memory_layout(program)[0] + T * per_tile + traced * events_per_tile * EVENT_FIELDS * 8
 
     def __init__(self, program, trace_tiles=None, events_per_tile: int = 0, phase_of_pc=None, phases: int = 1,
                  link_hops=None):
         cfg = program.config
         T, C, Q, K = cfg.tiles, program.routes.shape[1], cfg.queue_depth, STREAM_SLOTS
-        # At least one word / color so the numba signatures never see empty axes.
-        S, Cq = max(program.sram_words, 1), max(C, 1)
+        # At least one color so the numba signatures never see empty axes.
+        Cq = max(C, 1)
+        words, span, self._region_offset = _memory_layout(program)
         regs = np.zeros((T, cfg.registers), dtype=np.int32)
         tiles = np.arange(T)
         regs[:, REG_TX] = tiles % cfg.width
@@ -135,7 +139,8 @@ class FabricState:
             pc[sel] = r.start
             status[sel] = ST_RUN
         z = lambda dtype: np.zeros(T, dtype=dtype)  # noqa: E731
-        self.tiles = TileState(mem=np.zeros((T, S), dtype=np.float32), regs=regs, pc=pc, status=status,
+        self.tiles = TileState(mem=np.zeros(max(words, 1), dtype=np.float32), mem_span=span, regs=regs, pc=pc,
+                               status=status,
                                fault=z(np.int32), wait_slot=z(np.int8), wait_pc=z(np.int32), clock=z(np.int64), busy=z(np.int64),
                                blocked=z(np.int64), icount=z(np.int64), sent=z(np.int64))
         self.streams = StreamState(
@@ -181,8 +186,28 @@ class FabricState:
             routes = np.zeros((T, 1, 5), dtype=np.uint8)
         self.routes = np.ascontiguousarray(routes)
 
+    def region_memory(self, program, rect: tuple) -> np.ndarray:
+        """float32 [rows, columns, words]: the SRAM of the tiles [x0, x1) x [y0, y1) of
+        rect, which is the whole grid or a code region's rectangle (a view)."""
+        cfg = program.config
+        x0, y0, x1, y1 = rect
+        if not self._region_offset:
+            S = max(program.sram_words, 1)
+            return self.tiles.mem[:cfg.tiles * S].reshape(cfg.height, cfg.width, S)[y0:y1, x0:x1]
+        region = next(r for r in program.regions if (r.x0, r.y0, r.x1, r.y1) == tuple(rect))
+        start, words = self._region_offset[region.name], program.data_words(region)
+        h, w = y1 - y0, x1 - x0
+        return self.tiles.mem[start:start + h * w * words].reshape(h, w, words)
+
+    @property
+    def mem(self) -> np.ndarray:
+        """float32 [T, S]: each tile's SRAM, for a program with one region (a view);
+        a program with several holds ragged rows: see region_memory."""
+        if self._region_offset:
+            raise AttributeError("a program with several regions has no [tiles, words] memory: use region_memory")
+        return self.tiles.mem.reshape(len(self.tiles.pc), -1)
+
     # the arrays other modules read most, by their old names
-    mem = property(lambda self: self.tiles.mem)
     clock = property(lambda self: self.tiles.clock)
     icount = property(lambda self: self.tiles.icount)
     status = property(lambda self: self.tiles.status)
@@ -193,3 +218,28 @@ class FabricState:
     def nbytes(self) -> int:
         records = (self.tiles, self.streams, self.queues, self.links, self.active, self.recorder)
         return self.routes.nbytes + sum(a.nbytes for r in records for a in r)
+
+
+def _memory_layout(program) -> tuple[int, np.ndarray, dict]:
+    """(words in all, int64 [T, 2] each tile's [start, end) in them, each region's first word).
+    One plan for all (one region, or regions whose buffers do not say otherwise): S words
+    for every tile of the grid, in tile order. Else each region's tiles hold their region's
+    words, region after region, row-major inside it, and tiles off every region hold none."""
+    cfg = program.config
+    T = cfg.tiles
+    span = np.zeros((T, 2), dtype=np.int64)
+    if all(program.data_words(r) == program.sram_words for r in program.regions):  # one plan for all
+        S = max(program.sram_words, 1)
+        span[:, 0] = np.arange(T, dtype=np.int64) * S
+        span[:, 1] = span[:, 0] + S
+        return T * S, span, {}
+    offset, start = 0, {}
+    for r in program.regions:
+        words = program.data_words(r)
+        ys, xs = np.meshgrid(np.arange(r.y0, r.y1), np.arange(r.x0, r.x1), indexing="ij")
+        tiles = (ys * cfg.width + xs).reshape(-1)
+        span[tiles, 0] = offset + np.arange(len(tiles), dtype=np.int64) * words
+        span[tiles, 1] = span[tiles, 0] + words
+        start[r.name] = offset
+        offset += len(tiles) * words
+    return offset, span, start

@@ -8,8 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import (attention_ref, gemv_ref, ground_truth, layernorm_ref, matmul_cannon_ref, matmul_ref,
-               matmul_systolic_ref, mlp_ref, softmax_ref, transformer_block_ref)
+from . import (attention_ref, block_pipelined_ref, gemv_ref, ground_truth, layernorm_ref, matmul_cannon_ref,
+               matmul_ref, matmul_systolic_ref, mlp_ref, softmax_ref, transformer_block_ref)
 
 KERNEL_DIR = Path(__file__).parent
 
@@ -69,6 +69,15 @@ def _block_inputs(rng, s):
             **{n: mlp[n] for n in ("w1", "b1", "w2", "b2")}}
 
 
+def _batch_inputs(rng, s, suffixes=("",)):
+    """A batch of B sequences x [B, S, Dm] and one block's weights per suffix ('_a', '_b')."""
+    out = {"x": _randn(rng, s["B"], s["S"], s["Dm"])}
+    for suffix in suffixes:
+        weights = _block_inputs(rng, s)
+        out.update({f"{n}{suffix}": v for n, v in weights.items() if n != "x"})
+    return out
+
+
 BUNDLED = {
     "matmul": KernelSpec("matmul", matmul_ref.reference, ground_truth.matmul,
                          lambda rng, s: {"A": _randn(rng, s["M"], s["K"]), "B": _randn(rng, s["K"], s["N"])},
@@ -99,6 +108,13 @@ BUNDLED = {
     "transformer_block": KernelSpec("transformer_block", transformer_block_ref.reference,
                                     ground_truth.transformer_block, _block_inputs,
                                     {"S": 64, "Dm": 128, "Dff": 512}),
+    "block_pipelined": KernelSpec("block_pipelined", block_pipelined_ref.block_pipelined,
+                                  ground_truth.block_pipelined, _batch_inputs,
+                                  {"B": 4, "S": 32, "Dm": 64, "Dff": 128}),
+    "two_blocks_pipelined": KernelSpec("two_blocks_pipelined", block_pipelined_ref.two_blocks_pipelined,
+                                       ground_truth.two_blocks_pipelined,
+                                       lambda rng, s: _batch_inputs(rng, s, ("_a", "_b")),
+                                       {"B": 4, "S": 32, "Dm": 32, "Dff": 64}),
 }
 
 

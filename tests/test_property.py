@@ -57,9 +57,10 @@ def test_random_configurations_of_every_kernel(seed):
         sizes = {k: rnd.choice([2, 4, 6, 8, 12, 16]) for k in spec.demo_sizes}
         grid = (rnd.randint(1, 4), rnd.randint(1, 4))
         params = {}
-        if name in ("attention", "transformer_block"):
+        blocks = ("transformer_block", "block_pipelined", "two_blocks_pipelined")
+        if name in ("attention",) + blocks:
             params["causal"] = rnd.randint(0, 1)
-        if name == "transformer_block":
+        if name in blocks:
             params["heads"] = rnd.choice([1, 2, 4])
         config = MachineConfig(queue_depth=rnd.choice([1, 2, 8]))
         inputs = spec.make_inputs(np.random.default_rng(seed), sizes)

@@ -114,9 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     fabric_args(comp)
 
     demo = sub.add_parser("demo", help="run a bundled model on random inputs and check it")
-    demo.add_argument("--model", choices=("matmul", "block", "wafer"), default="matmul",
+    demo.add_argument("--model", choices=("matmul", "block", "pipeline", "wafer"), default="matmul",
                       help="matmul: SUMMA C = A @ B; block: a pre-LN transformer block "
-                           "(S=64, Dm=128, heads=4, Dff=512, causal); wafer: y = A x on a million tiles "
+                           "(S=64, Dm=128, heads=4, Dff=512, causal); pipeline: the block with attention and "
+                           "the MLP on two regions, then two blocks on two regions, over a batch of 4 sequences; "
+                           "wafer: y = A x on a million tiles "
                            f"({WAFER_SIDE}x{WAFER_SIDE}, M = N = {4 * WAFER_SIDE}) with {WAFER_DEFECTS:.0%} "
                            "defects (unless --defects or --defect-map say otherwise), repaired onto the spares")
     demo.add_argument("--size", type=int, default=256, help="matmul: M = K = N (default 256)")
@@ -298,6 +300,8 @@ def cmd_demo(args) -> int:
     cfg = _config(args)
     args.fabric = _fabric(args, cfg)
     rng = np.random.default_rng(0)
+    if args.model == "pipeline":
+        return _demo_pipeline(args, cfg, rng)
     if args.model == "wafer":
         name, params = "gemv", {}
         sizes = {"M": 4 * cfg.height, "N": 4 * cfg.width}
@@ -331,6 +335,45 @@ def cmd_demo(args) -> int:
     print(report.summary())
     print(f"compile {t1 - t0:.2f} s, emulate {t2 - t1:.2f} s")
     return 0 if report.ok else 1
+
+
+def _demo_pipeline(args, cfg, rng) -> int:
+    """The two pipelines over regions, each beside its stages run one after another."""
+    if cfg.width % 2:
+        raise UserError(f"the pipeline demo splits the grid's columns in two; {cfg.width} is odd")
+    params = {"heads": 4, "causal": 1}
+    ok = True
+    for name, stages, what in (("block_pipelined", 1, "attention on the left half, the MLP on the right"),
+                               ("two_blocks_pipelined", 2, "block 1 on the left half, block 2 on the right")):
+        sizes = kernels.BUNDLED[name].demo_sizes
+        inputs = kernels.BUNDLED[name].make_inputs(rng, sizes)
+        print(f"tilegrid demo: {name}: {sizes['B']} sequences of S={sizes['S']}, Dm={sizes['Dm']}, "
+              f"Dff={sizes['Dff']}, heads=4, causal; {what}, on a {cfg.width}x{cfg.height} grid")
+        t0 = time.perf_counter()
+        compiled = compile_kernel(name, (cfg.width, cfg.height), {k: v.shape for k, v in inputs.items()}, params,
+                                  cfg)
+        t1 = time.perf_counter()
+        result = _observed_run(args, compiled.program, inputs, params, False, _budget(args))
+        t2 = time.perf_counter()
+        report = check_against_reference(compiled.program, inputs, result.outputs, params)
+        print(summary_line(compiled.program, result.stats))
+        _report(args, compiled.program, result.stats)
+        if args.stats is None:
+            print(region_table(result.stats))
+        # the same work with no overlap: one block, one sequence, on a grid the size of a region
+        block = dict(inputs) if stages == 1 else {k[:-2]: v for k, v in inputs.items() if k.endswith("_a")}
+        block["x"] = inputs["x"][0]
+        one = run_program_checked(compile_kernel("transformer_block", (cfg.width // 2, cfg.height),
+                                                 {k: v.shape for k, v in block.items()}, params, cfg).program,
+                                  block, params, check=False)
+        serial = one.stats.cycles * sizes["B"] * stages
+        print(f"pipelined: {result.stats.cycles:,} cycles; one stage after another ({sizes['B']} sequences x "
+              f"{stages} block{'s' if stages > 1 else ''} of {one.stats.cycles:,} cycles on a "
+              f"{cfg.width // 2}x{cfg.height} grid): {serial:,}; {serial / result.stats.cycles:.2f}x")
+        print(report.summary())
+        print(f"compile {t1 - t0:.2f} s, emulate {t2 - t1:.2f} s\n")
+        ok &= report.ok
+    return 0 if ok else 1
 
 
 def _demo_shapes(name: str, sizes: dict) -> list[tuple]:
@@ -449,12 +492,15 @@ def _report(args, program: Program, stats) -> None:
             except OSError as exc:
                 raise UserError(f"cannot write '{args.stats}': {exc.strerror or exc}") from None
         print(phase_table(stats))
+        if len(stats.regions) > 1:
+            print(region_table(stats))
     if args.trace:
         try:
             summary = write_chrome_trace(args.trace, stats.events, cfg.width, cfg.height, cfg.clock_mhz,
                                          phases=stats.phases, link_wavelets=stats.link_wavelets,
                                          tiles=args.traced_tiles, per_tile_cycles=stats.per_tile_cycles,
-                                         events_dropped=stats.events_dropped)
+                                         events_dropped=stats.events_dropped,
+                                         regions=stats.regions if len(stats.regions) > 1 else None)
         except OSError as exc:
             raise UserError(f"cannot write '{args.trace}': {exc.strerror or exc}") from None
         dropped = f", {summary.dropped} events dropped to stay under the size cap" if summary.dropped else ""
@@ -483,6 +529,23 @@ def phase_table(stats) -> str:
                      f"{ph['blocked']:,}", f"{ph['scalar']:,}", f"{ph['instructions']:,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["time per statement (cycles; compute, fabric wait and scalar are summed over tiles):"]
+    for r in rows:
+        lines.append("  " + r[0].ljust(widths[0]) + "".join("  " + c.rjust(w) for c, w in zip(r[1:], widths[1:])))
+    return "\n".join(lines)
+
+
+def region_table(stats) -> str:
+    """Per region of a program with regions: where its tiles' time went, as shares of
+    its tiles x the run's cycles (halted: done, while other regions still ran)."""
+    rows = [("region", "tiles", "compute", "fabric wait", "scalar", "halted", "last cycle", "SRAM/tile")]
+    for r in stats.regions:
+        whole = max(r["tiles"] * stats.cycles, 1)
+        rows.append((f"{r['name']} x[{r['x0']},{r['x1']}) y[{r['y0']},{r['y1']})", f"{r['tiles']:,}",
+                     *(f"{r[k] / whole:.0%}" for k in ("compute", "blocked", "scalar", "halted")),
+                     f"{r['last_cycle']:,}", f"{r['sram_bytes'] / 1024:.1f} KiB"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["time per region (share of its tiles x the run's cycles; fabric wait includes waiting for "
+             "another region's data):"]
     for r in rows:
         lines.append("  " + r[0].ljust(widths[0]) + "".join("  " + c.rjust(w) for c, w in zip(r[1:], widths[1:])))
     return "\n".join(lines)

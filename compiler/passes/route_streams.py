@@ -25,9 +25,10 @@ def route_streams(k: SpatialKernel, colors: int) -> SpatialKernel:
         if isinstance(op, (Send, Recv)) and op.stream not in streams:
             streams.append(op.stream)
             first_use[op.stream] = op.span
-    if len(streams) > colors:
-        raise CompileError(f"too many colors: the kernel needs {len(streams)} ({', '.join(streams)}) but the "
-                           f"machine has {colors}", first_use[streams[colors]])
+    own = [s for s in streams if not s.startswith("xfer")]  # link_regions counts the transfers' colors
+    if len(own) > colors:
+        raise CompileError(f"too many colors: the kernel needs {len(own)} ({', '.join(own)}) but the "
+                           f"machine has {colors}", first_use[own[colors]])
     k.streams = streams
     tables = [pattern_routes(s, k.width, k.height) for s in streams]
     k.routes = np.stack(tables, axis=1) if tables else np.zeros((k.width * k.height, 0, 5), np.uint8)
