@@ -389,3 +389,33 @@ def run_copy_tasks(tasks, n_tasks, descs, mem, mem_span, fifo):
         else:
             for j in range(n):
                 fifo[dst, dbase, (dstart + j) % Q] = tmp[j]
+
+
+@njit(cache=True)
+def copy_out_many(tasks, descs, mem, mem_span):
+    """The data copy tasks take from their source tiles, one after another, and where
+    each task's starts (offsets has one more entry, the end): a sharded run's band
+    sends these to the bands that hold the destinations (sharding.py)."""
+    offsets = np.zeros(len(tasks) + 1, dtype=np.int64)
+    for i in range(len(tasks)):
+        offsets[i + 1] = offsets[i] + tasks[i, 8]
+    data = np.empty(offsets[-1], dtype=np.float32)
+    for i in range(len(tasks)):
+        src = tasks[i, 0]
+        gather(mem[mem_span[src, 0]:mem_span[src, 1]], descs, tasks[i, 1], tasks[i, 2], tasks[i, 3], tasks[i, 8],
+               data, offsets[i])
+    return data, offsets
+
+
+@njit(cache=True)
+def copy_in_many(tasks, data, offsets, descs, mem, mem_span, fifo):
+    """Write copy_out_many's data (task i's at offsets[i]) into the destination tiles:
+    into the receiver's descriptor, or its queue, as run_copy_tasks does."""
+    Q = fifo.shape[2]
+    for i in range(len(tasks)):
+        dst, dd, dbase, dstart, n = tasks[i, 4], tasks[i, 5], tasks[i, 6], tasks[i, 7], tasks[i, 8]
+        if dd >= 0:
+            scatter(mem[mem_span[dst, 0]:mem_span[dst, 1]], descs, dd, dbase, dstart, n, data, offsets[i])
+        else:
+            for j in range(n):
+                fifo[dst, dbase, (dstart + j) % Q] = data[offsets[i] + j]

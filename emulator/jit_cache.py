@@ -16,7 +16,8 @@ def core_modules(here: Path) -> list[Path]:
     """Every module of the package that numba compiles from or that such code reads
     constants from: all of them but the pure-Python layer, so a new module of the
     core cannot be forgotten here."""
-    python_only = {"__init__.py", "jit_cache.py", "machine.py", "program.py", "program_check.py", "config.py"}
+    python_only = {"__init__.py", "jit_cache.py", "machine.py", "program.py", "program_check.py", "config.py",
+                   "sharding.py"}
     return sorted(p for p in here.glob("*.py") if p.name not in python_only)
 
 

@@ -116,7 +116,11 @@ class Emulator:
     repair.RepairedFabric to run on a defective wafer (None: a perfect grid)."""
 
     def __init__(self, program: Program, budget: RunBudget | None = None, trace_tiles=None,
-                 events_per_tile: int = EVENTS_PER_TILE, timing: str = "fast", fabric=None):
+                 events_per_tile: int = EVENTS_PER_TILE, timing: str = "fast", fabric=None,
+                 workers: int = 1, backend: str = "ray", address: str | None = None):
+        """workers > 1: shard the grid into that many bands of rows (sharding.py), on Ray
+        actors (backend 'ray': a local Ray, or the cluster at address) or in this
+        process (backend 'local'); the bits and cycles are the one-process run's."""
         program.verify()
         if timing not in TIMING_MODES:
             raise EmulatorError(f"timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
@@ -133,13 +137,26 @@ class Emulator:
         if traced and not 0 <= traced[0] <= traced[-1] < program.config.tiles:
             raise EmulatorError(f"trace tiles must be in 0..{program.config.tiles - 1}")
         per_tile = events_per_tile if traced else 0
-        _require_memory(FabricState.estimate_bytes(program, len(traced), per_tile, len(self.phase_names)),
-                        program.config)
+        sharded = workers != 1
+        if sharded and timing == "cycle":
+            raise EmulatorError("--timing cycle runs in one process; drop --workers")
+        rows = (0, 0) if sharded else None  # a sharded run's coordinator holds no SRAM
+        _require_memory(FabricState.estimate_bytes(program, len(traced), per_tile, len(self.phase_names),
+                                                   rows=rows), program.config)
         self.traced = traced
         if timing == "off":  # no per-statement accounting (an empty phase map turns it off)
             phase_of_pc = np.zeros(0, dtype=np.int32)
-        self.state = FabricState(program, traced, per_tile, phase_of_pc, len(self.phase_names),
-                                 None if fabric is None else fabric.link_hops)
+        state_args = dict(trace_tiles=traced, events_per_tile=per_tile, phase_of_pc=phase_of_pc,
+                          phases=len(self.phase_names), link_hops=None if fabric is None else fabric.link_hops)
+        self.state = FabricState(program, rows=rows, **state_args)
+        self.shards = None
+        if sharded:
+            from .sharding import Shards
+            try:
+                self.shards = Shards(program, workers, state_args, self.budget.vector(cfg.tiles),
+                                     cfg.timing_vector(detail=timing != "off"), backend, address)
+            except ValueError as exc:
+                raise EmulatorError(str(exc)) from None
         self._tasks = np.zeros((max(4 * program.config.tiles, 64), 9), dtype=np.int64)
 
     # ------------------------------------------------------------- host I/O
@@ -157,12 +174,20 @@ class Emulator:
             raise EmulatorError(f"input '{io.name}' has shape {arr.shape}, expected {tuple(io.shape)}")
         blocks = self._tile_blocks(io, arr.astype(np.float32, copy=False))
         words = int(np.prod(io.block, dtype=np.int64))
-        self._region_mem(io)[:, :, io.addr:io.addr + words] = blocks.reshape(*blocks.shape[:2], words)
+        rect = io.rect(self.program.config.width, self.program.config.height)
+        blocks = blocks.reshape(*blocks.shape[:2], words)
+        if self.shards is not None:
+            self.shards.write_blocks(rect, io.addr, blocks)
+        else:
+            self.state.region_memory(self.program, rect)[0][:, :, io.addr:io.addr + words] = blocks
 
     def _region_mem(self, io: TensorIO) -> np.ndarray:
-        """[rows, columns, words]: the SRAM of the tiles that hold io (a view)."""
-        cfg = self.program.config
-        return self.state.region_memory(self.program, io.rect(cfg.width, cfg.height))
+        """[rows, columns, words]: the SRAM of the tiles that hold io (a view, or for a
+        sharded run a copy gathered from the bands)."""
+        rect = io.rect(self.program.config.width, self.program.config.height)
+        if self.shards is not None:
+            return self.shards.read_blocks(rect)
+        return self.state.region_memory(self.program, rect)[0]
 
     def _tile_blocks(self, io: TensorIO, arr: np.ndarray) -> np.ndarray:
         """Global tensor -> [rows, columns, *block]: each tile's block (of io's region),
@@ -225,7 +250,7 @@ class Emulator:
         progress_vector = np.zeros(3, dtype=np.int64)
         err = np.zeros(3, dtype=np.int64)
         t0 = time.perf_counter()
-        while True:  # the core pauses now and then, so Ctrl-C (KeyboardInterrupt) gets through
+        while self.shards is None:  # the core pauses now and then, so Ctrl-C (KeyboardInterrupt) gets through
             started = time.perf_counter()
             outcome = scheduler.run_rounds(
                 p.code, p.descs, p.fimm, s.tiles, s.streams, s.queues, s.links, s.recorder, s.routes,
@@ -235,6 +260,9 @@ class Emulator:
             _pace(budget, time.perf_counter() - started, cfg.tiles)
             if progress is not None:
                 progress(int(progress_vector[P_ROUNDS]), int(s.tiles.clock.max(initial=0)))
+        if self.shards is not None:
+            outcome = self.shards.run(budget, progress_vector, err)
+            self.shards.pull_into(s)
         rounds = int(progress_vector[P_ROUNDS])
         if outcome == scheduler.FAULT:
             self._raise_fault()

@@ -104,7 +104,8 @@ class FabricState:
     link_hops: int64 [T, 4] physical hops per link (None: a perfect fabric)."""
 
     @staticmethod
-    def estimate_bytes(program, traced: int = 0, events_per_tile: int = 0, phases: int | None = None) -> int:
+    def estimate_bytes(program, traced: int = 0, events_per_tile: int = 0, phases: int | None = None,
+                       rows=None) -> int:
         """What __init__ will allocate, computed before allocating any of it."""
         cfg = program.config
         if phases is None:  # one per source statement (machine.program_phases)
@@ -117,15 +118,20 @@ class FabricState:
                     + 5 * 4 * 8 + 4 * 4 * 8 + 8 * 4 * 8 + 9 * 8 * 4                 # links, route scratch, copy tasks
                     + phases * 6 * 8 + 4                                # phase accounting, trace row
                     + 4 * 8 + 1)                                        # active sets
-        return 4 * _memory_layout(program)[0] + T * per_tile + traced * events_per_tile * EVENT_FIELDS * 8
+        held = (0, cfg.height) if rows is None else tuple(rows)
+        return 4 * _memory_layout(program, held)[0] + T * per_tile + traced * events_per_tile * EVENT_FIELDS * 8
 
     def __init__(self, program, trace_tiles=None, events_per_tile: int = 0, phase_of_pc=None, phases: int = 1,
-                 link_hops=None):
+                 link_hops=None, rows=None):
+        """rows: (y0, y1), only those rows' tiles hold SRAM (a band of a sharded run,
+        sharding.py; (0, 0): none, the coordinator's); None: every row."""
         cfg = program.config
+        self.rows = (0, cfg.height) if rows is None else tuple(rows)
+        self._height = cfg.height
         T, C, Q, K = cfg.tiles, program.routes.shape[1], cfg.queue_depth, STREAM_SLOTS
         # At least one color so the numba signatures never see empty axes.
         Cq = max(C, 1)
-        words, span, self._region_offset = _memory_layout(program)
+        words, span, self._region_offset, self._uniform = _memory_layout(program, self.rows)
         regs = np.zeros((T, cfg.registers), dtype=np.int32)
         tiles = np.arange(T)
         regs[:, REG_TX] = tiles % cfg.width
@@ -186,25 +192,30 @@ class FabricState:
             routes = np.zeros((T, 1, 5), dtype=np.uint8)
         self.routes = np.ascontiguousarray(routes)
 
-    def region_memory(self, program, rect: tuple) -> np.ndarray:
-        """float32 [rows, columns, words]: the SRAM of the tiles [x0, x1) x [y0, y1) of
-        rect, which is the whole grid or a code region's rectangle (a view)."""
+    def region_memory(self, program, rect: tuple) -> tuple[np.ndarray, int]:
+        """(float32 [rows, columns, words], first row): the SRAM of the tiles [x0, x1) x
+        [y0, y1) of rect, the whole grid or a code region's rectangle, in the rows this
+        state holds (all of them, but for a band of a sharded run); a view."""
         cfg = program.config
         x0, y0, x1, y1 = rect
-        if not self._region_offset:
+        b0, b1 = max(y0, self.rows[0]), min(y1, self.rows[1])
+        b1 = max(b0, b1)
+        if self._uniform:
             S = max(program.sram_words, 1)
-            return self.tiles.mem[:cfg.tiles * S].reshape(cfg.height, cfg.width, S)[y0:y1, x0:x1]
+            held = self.tiles.mem[:(self.rows[1] - self.rows[0]) * cfg.width * S]
+            held = held.reshape(self.rows[1] - self.rows[0], cfg.width, S)
+            return held[b0 - self.rows[0]:b1 - self.rows[0], x0:x1], b0
         region = next(r for r in program.regions if (r.x0, r.y0, r.x1, r.y1) == tuple(rect))
         start, words = self._region_offset[region.name], program.data_words(region)
-        h, w = y1 - y0, x1 - x0
-        return self.tiles.mem[start:start + h * w * words].reshape(h, w, words)
+        h, w = b1 - b0, x1 - x0
+        return self.tiles.mem[start:start + h * w * words].reshape(h, w, words), b0
 
     @property
     def mem(self) -> np.ndarray:
-        """float32 [T, S]: each tile's SRAM, for a program with one region (a view);
-        a program with several holds ragged rows: see region_memory."""
-        if self._region_offset:
-            raise AttributeError("a program with several regions has no [tiles, words] memory: use region_memory")
+        """float32 [T, S]: each tile's SRAM, when every tile holds the same plan (a view);
+        otherwise the rows are ragged or partial: see region_memory."""
+        if not self._uniform or self.rows != (0, self._height):
+            raise AttributeError("this state holds ragged or partial SRAM rows: use region_memory")
         return self.tiles.mem.reshape(len(self.tiles.pc), -1)
 
     # the arrays other modules read most, by their old names
@@ -220,26 +231,30 @@ class FabricState:
         return self.routes.nbytes + sum(a.nbytes for r in records for a in r)
 
 
-def _memory_layout(program) -> tuple[int, np.ndarray, dict]:
-    """(words in all, int64 [T, 2] each tile's [start, end) in them, each region's first word).
-    One plan for all (one region, or regions whose buffers do not say otherwise): S words
-    for every tile of the grid, in tile order. Else each region's tiles hold their region's
+def _memory_layout(program, rows: tuple) -> tuple[int, np.ndarray, dict, bool]:
+    """(words in all, int64 [T, 2] each tile's [start, end) in them, each region's first
+    word, whether every tile holds the same words in tile order), for the tiles of rows
+    [y0, y1). One plan for all (one region, or regions whose buffers do not say otherwise):
+    S words for every tile, in tile order. Else each region's tiles hold their region's
     words, region after region, row-major inside it, and tiles off every region hold none."""
     cfg = program.config
     T = cfg.tiles
+    y0, y1 = rows
     span = np.zeros((T, 2), dtype=np.int64)
     if all(program.data_words(r) == program.sram_words for r in program.regions):  # one plan for all
         S = max(program.sram_words, 1)
-        span[:, 0] = np.arange(T, dtype=np.int64) * S
-        span[:, 1] = span[:, 0] + S
-        return T * S, span, {}
+        held = np.arange(y0 * cfg.width, y1 * cfg.width, dtype=np.int64)
+        span[held, 0] = (held - y0 * cfg.width) * S
+        span[held, 1] = span[held, 0] + S
+        return len(held) * S, span, {}, True
     offset, start = 0, {}
     for r in program.regions:
         words = program.data_words(r)
-        ys, xs = np.meshgrid(np.arange(r.y0, r.y1), np.arange(r.x0, r.x1), indexing="ij")
+        ys, xs = np.meshgrid(np.arange(max(r.y0, y0), max(min(r.y1, y1), max(r.y0, y0))), np.arange(r.x0, r.x1),
+                             indexing="ij")
         tiles = (ys * cfg.width + xs).reshape(-1)
         span[tiles, 0] = offset + np.arange(len(tiles), dtype=np.int64) * words
         span[tiles, 1] = span[tiles, 0] + words
         start[r.name] = offset
         offset += len(tiles) * words
-    return offset, span, start
+    return offset, span, start, False

@@ -82,17 +82,21 @@ def run_kernel(kernel: str, inputs: dict, grid=(4, 4), params: dict | None = Non
 
 def run_program_checked(program: Program, inputs: dict, params: dict, check: bool,
                         budget: RunBudget | None = None, timing: str = "fast", trace_tiles=None,
-                        progress=None, fabric=None) -> RunResult:
+                        progress=None, fabric=None, workers: int = 1, backend: str = "ray",
+                        address: str | None = None) -> RunResult:
     """timing: 'fast', 'cycle' (the cycle-level model's cycles) or 'off';
     trace_tiles: tile indices whose timed events go into stats.events;
-    fabric: a repaired defective wafer (emulator/repair.py), None for a perfect grid."""
+    fabric: a repaired defective wafer (emulator/repair.py), None for a perfect grid;
+    workers > 1: shard the grid into bands of rows on Ray actors (backend 'ray', a local
+    Ray or the cluster at address) or in this process (backend 'local'), emulator/sharding.py."""
     missing = [io.name for io in program.io if io.role == "input" and io.name not in inputs]
     if missing:
         raise UserError(f"missing input '{missing[0]}' (kernel {program.meta.get('kernel')} takes "
                         f"{', '.join(io.name for io in program.io if io.role == 'input')})")
     if check:
         reference_for(program)  # before the run: a kernel --check cannot compare is refused at once
-    emu = Emulator(program, budget, trace_tiles=trace_tiles, timing=timing, fabric=fabric)
+    emu = Emulator(program, budget, trace_tiles=trace_tiles, timing=timing, fabric=fabric, workers=workers,
+                   backend=backend, address=address)
     emu.load_inputs(inputs)
     stats = emu.run(progress)
     outputs = emu.read_outputs()

@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--save-defect-map", metavar="FILE",
                         help="write the defects used (random or read) as a defect map file, to edit or reuse")
 
+    def shard_args(sp):
+        sp.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="shard the grid into N bands of rows on Ray actors (pip install -e "
+                             "'.[distributed]'): each holds its band's SRAM; bits and cycles are the "
+                             "one-process run's (default 1: one process)")
+        sp.add_argument("--ray-address", metavar="ADDR",
+                        help="with --workers: join the Ray cluster at ADDR (default: start a local Ray)")
+
     def budget_args(sp):
         d = RunBudget()
         sp.add_argument("--max-instructions", type=int, default=d.instructions, metavar="N",
@@ -101,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print the time of each statement (kernel call); with FILE, also write run statistics as JSON")
     machine_args(run)
     fabric_args(run)
+    shard_args(run)
     observe_args(run)
     budget_args(run)
 
@@ -126,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print the time of each statement (kernel call); with FILE, also write run statistics as JSON")
     machine_args(demo, grid_default="8x8")
     fabric_args(demo)
+    shard_args(demo)
     observe_args(demo)
     budget_args(demo)
 
@@ -461,7 +471,7 @@ def _observed_run(args, program: Program, inputs: dict, params: dict, check: boo
     tiles = args.traced_tiles = _trace_tiles(args, program.config)  # _report writes the same window
     with RunProgress(f"{program.meta.get('kernel', 'program')}") as bar:
         result = run_program_checked(program, inputs, params, check=check, budget=budget, timing=args.timing,
-                                     trace_tiles=tiles, progress=bar, fabric=fabric)
+                                     trace_tiles=tiles, progress=bar, fabric=fabric, **_shards(args))
     if fabric is not None:
         with RunProgress(f"{program.meta.get('kernel', 'program')} (perfect fabric)") as bar:
             perfect = run_program_checked(program, inputs, params, check=False, budget=budget,
@@ -472,6 +482,22 @@ def _observed_run(args, program: Program, inputs: dict, params: dict, check: boo
         result.stats.fabric.update(perfect_cycles=cycles, same_outputs_as_perfect=same,
                                    cycle_overhead=(result.stats.cycles - cycles) / cycles if cycles else 0.0)
     return result
+
+
+def _shards(args) -> dict:
+    """run_program_checked's sharding arguments from --workers and --ray-address."""
+    workers = getattr(args, "workers", 1)
+    if workers == 1:
+        if getattr(args, "ray_address", None):
+            raise UserError("--ray-address needs --workers N (N > 1)")
+        return {}
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UserError("--workers needs Ray, which is not installed: pip install -e '.[distributed]'") from None
+    return {"workers": workers, "address": args.ray_address}
 
 
 def _report(args, program: Program, stats) -> None:
