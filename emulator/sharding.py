@@ -58,6 +58,11 @@ class BandWorker:
         self.tasks = np.zeros((max(4 * cfg.tiles, 64), 9), dtype=np.int64)
         self.err = np.zeros(3, dtype=np.int64)
 
+    def memory(self) -> dict:
+        """Bytes this worker's state takes: its band's SRAM, and the replicated rest."""
+        sram = self.state.tiles.mem.nbytes
+        return {"sram": sram, "control": self.state.nbytes() - sram}
+
     # ------------------------------------------------------------- host I/O
     def write_blocks(self, rect, addr, blocks) -> None:
         """blocks [rect's rows, columns, words] at word addr: this band's rows of them."""
@@ -199,6 +204,9 @@ class Shards:
 
     def write_blocks(self, rect, addr, blocks) -> None:
         self._all("write_blocks", [(rect, addr, blocks)] * len(self.workers))
+
+    def memory(self) -> list[dict]:
+        return self._all("memory")
 
     def read_blocks(self, rect) -> np.ndarray:
         parts = sorted(self._all("read_blocks", [(rect,)] * len(self.workers)), key=lambda part: part[0])
