@@ -8,8 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import (attention_ref, block_pipelined_ref, gemv_ref, ground_truth, layernorm_ref, matmul_cannon_ref,
-               matmul_ref, matmul_systolic_ref, mlp_ref, softmax_ref, transformer_block_ref)
+from . import (attention_ref, block_pipelined_ref, gemv_ref, ground_truth, layernorm_ref, llama_layers_ref,
+               matmul_cannon_ref, matmul_ref, matmul_systolic_ref, mlp_ref, softmax_ref, transformer_block_ref)
 
 KERNEL_DIR = Path(__file__).parent
 
@@ -69,6 +69,29 @@ def _block_inputs(rng, s):
             **{n: mlp[n] for n in ("w1", "b1", "w2", "b2")}}
 
 
+def _swiglu_inputs(rng, s):
+    dm, dff = s["Dm"], s["Dff"]
+    return {"X": _randn(rng, s["S"], dm), "w_gate": _randn(rng, dm, dff, scale=dm ** -0.5),
+            "w_up": _randn(rng, dm, dff, scale=dm ** -0.5), "w_down": _randn(rng, dff, dm, scale=dff ** -0.5)}
+
+
+def _rope_inputs(rng, s):
+    cos, sin = llama_layers_ref.rope_tables(s["P"], s["D"])
+    return {"X": _randn(rng, s["R"], s["D"]), "cos": cos, "sin": sin}
+
+
+def _llama_inputs(rng, s):
+    """One layer's weights, [in, out], for heads of width Dh: Dq = heads Dh, Dkv = kv_heads Dh."""
+    dm, dff, dh, dq, dkv = s["Dm"], s["Dff"], s["Dh"], s["Dq"], s["Dkv"]
+    cos, sin = llama_layers_ref.rope_tables(s["S"], dh)  # the prompt's positions 0 .. S - 1
+    return {"x": _randn(rng, s["S"], dm), "attn_norm": 1 + _randn(rng, dm, scale=0.1),
+            "wq": _randn(rng, dm, dq, scale=dm ** -0.5), "wk": _randn(rng, dm, dkv, scale=dm ** -0.5),
+            "wv": _randn(rng, dm, dkv, scale=dm ** -0.5), "wo": _randn(rng, dq, dm, scale=dq ** -0.5),
+            "cos": cos, "sin": sin, "mlp_norm": 1 + _randn(rng, dm, scale=0.1),
+            "w_gate": _randn(rng, dm, dff, scale=dm ** -0.5), "w_up": _randn(rng, dm, dff, scale=dm ** -0.5),
+            "w_down": _randn(rng, dff, dm, scale=dff ** -0.5)}
+
+
 def _batch_inputs(rng, s, suffixes=("",)):
     """A batch of B sequences x [B, S, Dm] and one block's weights per suffix ('_a', '_b')."""
     out = {"x": _randn(rng, s["B"], s["S"], s["Dm"])}
@@ -108,6 +131,14 @@ BUNDLED = {
     "transformer_block": KernelSpec("transformer_block", transformer_block_ref.reference,
                                     ground_truth.transformer_block, _block_inputs,
                                     {"S": 64, "Dm": 128, "Dff": 512}),
+    "rmsnorm": KernelSpec("rmsnorm", llama_layers_ref.rmsnorm, ground_truth.rmsnorm,
+                          lambda rng, s: {"X": _randn(rng, s["R"], s["C"]), "g": 1 + _randn(rng, s["C"], scale=0.1)},
+                          {"R": 64, "C": 64}),
+    "swiglu": KernelSpec("swiglu", llama_layers_ref.swiglu, ground_truth.swiglu, _swiglu_inputs,
+                         {"S": 64, "Dm": 128, "Dff": 256}),
+    "rope": KernelSpec("rope", llama_layers_ref.rope, ground_truth.rope, _rope_inputs, {"R": 64, "D": 32, "P": 96}),
+    "llama_layer": KernelSpec("llama_layer", llama_layers_ref.llama_layer, ground_truth.llama_layer, _llama_inputs,
+                              {"S": 64, "Dm": 64, "Dh": 16, "Dq": 64, "Dkv": 32, "Dff": 128}),
     "block_pipelined": KernelSpec("block_pipelined", block_pipelined_ref.block_pipelined,
                                   ground_truth.block_pipelined, _batch_inputs,
                                   {"B": 4, "S": 32, "Dm": 64, "Dff": 128}),

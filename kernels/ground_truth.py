@@ -154,3 +154,81 @@ def two_blocks_pipelined(inputs: dict, params: dict) -> tuple[dict, dict]:
                   for x in inputs["x"]])
     rms = np.sqrt(np.mean(y ** 2))
     return {"y": y}, {"y": 2e-4 * (np.abs(y) + rms)}
+
+
+def rmsnorm(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """Bound: u (C + 10) |y|: the sum of squares carries up to C u into the mean,
+    half of it into the root, and the divide and two products a few u more."""
+    X, g = np.asarray(inputs["X"], np.float64), np.asarray(inputs["g"], np.float64)
+    eps = float(np.float32(params.get("eps", 1e-5)))
+    Y = X / np.sqrt(np.mean(X * X, axis=1, keepdims=True) + eps) * g
+    return {"Y": Y}, {"Y": U * (X.shape[1] + 10) * np.abs(Y) + np.finfo(np.float32).tiny}
+
+
+def swiglu(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """Bound: the last product's gamma(Dff + 1) (|G| @ |w_down|), plus the error of
+    G = silu(Hg) Hu carried through w_down: silu's slope (at most 1.1) times the gate
+    product's gamma(Dm + 1) (|X| @ |w_gate|), times |Hu|; |silu(Hg)| times the up
+    product's; and 10 u |G| for the elementwise roundings and exp."""
+    X, wg, wu, wd = (np.asarray(inputs[n], np.float64) for n in ("X", "w_gate", "w_up", "w_down"))
+    hg, hu = X @ wg, X @ wu
+    s = hg / (1 + np.exp(-hg))
+    G = s * hu
+    Y = G @ wd
+    k = gamma(X.shape[1] + 1)
+    dG = 1.1 * k * (np.abs(X) @ np.abs(wg)) * np.abs(hu) + np.abs(s) * k * (np.abs(X) @ np.abs(wu)) \
+        + 10 * U * np.abs(G)
+    bound = gamma(wd.shape[0] + 1) * (np.abs(G) @ np.abs(wd)) + dG @ np.abs(wd)
+    return {"Y": Y}, {"Y": bound + np.finfo(np.float32).tiny}
+
+
+def rope(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """Bound: (2 u + u^2) (|a c| + |b s|) for each a c -/+ b s (two products and a sum), as 2.01 u."""
+    X, cos, sin = (np.asarray(inputs[n], np.float64) for n in ("X", "cos", "sin"))
+    pos, (R, D) = int(params.get("pos", 0)), X.shape
+    h = D // 2
+    c, s = cos[pos:pos + R], sin[pos:pos + R]
+    rotated = np.concatenate([-X[:, h:], X[:, :h]], axis=1)
+    Y = X * c + rotated * s
+    return {"Y": Y}, {"Y": 2.01 * U * (np.abs(X * c) + np.abs(rotated * s)) + np.finfo(np.float32).tiny}
+
+
+def llama_forward64(inputs: dict, params: dict) -> np.ndarray:
+    """One Llama decoder layer over a prompt in float64 (Hugging Face's order of
+    operations, BLAS products), weights [in, out]."""
+    f = {k: np.asarray(v, np.float64) for k, v in inputs.items()}
+    heads, kv_heads = int(params.get("heads", 4)), int(params.get("kv_heads", 2))
+    eps = float(np.float32(params.get("eps", 1e-5)))
+    x = f["x"]
+    S = x.shape[0]
+    dh = f["cos"].shape[1]
+    group = heads // kv_heads
+    cos, sin = f["cos"][:S], f["sin"][:S]
+
+    def norm(t, g):
+        return t / np.sqrt(np.mean(t * t, axis=1, keepdims=True) + eps) * g
+
+    def rotate(t):
+        return t * cos + np.concatenate([-t[:, dh // 2:], t[:, :dh // 2]], axis=1) * sin
+
+    a = norm(x, f["attn_norm"])
+    q, k, v = a @ f["wq"], a @ f["wk"], a @ f["wv"]
+    o = np.zeros_like(q)
+    for i in range(heads):
+        j = i // group
+        qi, kj, vj = rotate(q[:, i * dh:(i + 1) * dh]), rotate(k[:, j * dh:(j + 1) * dh]), v[:, j * dh:(j + 1) * dh]
+        s = qi @ kj.T / np.sqrt(dh)
+        s = np.where(np.arange(S)[None, :] > np.arange(S)[:, None], -np.inf, s)
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        o[:, i * dh:(i + 1) * dh] = (p / p.sum(axis=1, keepdims=True)) @ vj
+    h = x + o @ f["wo"]
+    a = norm(h, f["mlp_norm"])
+    g = a @ f["w_gate"]
+    return h + (g / (1 + np.exp(-g)) * (a @ f["w_up"])) @ f["w_down"]
+
+
+def llama_layer(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """The tolerance is stated, as for the transformer block: |y - y64| <= 1e-4 (|y64| + rms(y64))."""
+    y = llama_forward64(inputs, params)
+    rms = np.sqrt(np.mean(y ** 2))
+    return {"y": y}, {"y": 1e-4 * (np.abs(y) + rms)}

@@ -57,7 +57,7 @@ def test_random_configurations_of_every_kernel(seed):
         sizes = {k: rnd.choice([2, 4, 6, 8, 12, 16]) for k in spec.demo_sizes}
         grid = (rnd.randint(1, 4), rnd.randint(1, 4))
         params = {}
-        blocks = ("transformer_block", "block_pipelined", "two_blocks_pipelined")
+        blocks = ("transformer_block", "block_pipelined", "two_blocks_pipelined")  # llama_layer: its defaults
         if name in ("attention",) + blocks:
             params["causal"] = rnd.randint(0, 1)
         if name in blocks:

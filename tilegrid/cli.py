@@ -334,6 +334,15 @@ def cmd_demo(args) -> int:
                         "(use a smaller --size or a larger --grid)")
     inputs = kernels.BUNDLED[name].make_inputs(rng, sizes)
     print(f"tilegrid demo: {what} on a {cfg.width}x{cfg.height} grid")
+    _, report, times = _demo_run(args, cfg, name, inputs, params)
+    print(report.summary())
+    print(times)
+    return 0 if report.ok else 1
+
+
+def _demo_run(args, cfg, name: str, inputs: dict, params: dict):
+    """Compile, run (with the observing flags) and check one bundled kernel, printing
+    its summary and reports: (the run's result, the check, the times as a line)."""
     t0 = time.perf_counter()
     compiled = compile_kernel(name, (cfg.width, cfg.height), {k: v.shape for k, v in inputs.items()}, params, cfg)
     t1 = time.perf_counter()
@@ -342,9 +351,7 @@ def cmd_demo(args) -> int:
     report = check_against_reference(compiled.program, inputs, result.outputs, params)
     print(summary_line(compiled.program, result.stats))
     _report(args, compiled.program, result.stats)
-    print(report.summary())
-    print(f"compile {t1 - t0:.2f} s, emulate {t2 - t1:.2f} s")
-    return 0 if report.ok else 1
+    return result, report, f"compile {t1 - t0:.2f} s, emulate {t2 - t1:.2f} s"
 
 
 def _demo_pipeline(args, cfg, rng) -> int:
@@ -359,15 +366,7 @@ def _demo_pipeline(args, cfg, rng) -> int:
         inputs = kernels.BUNDLED[name].make_inputs(rng, sizes)
         print(f"tilegrid demo: {name}: {sizes['B']} sequences of S={sizes['S']}, Dm={sizes['Dm']}, "
               f"Dff={sizes['Dff']}, heads=4, causal; {what}, on a {cfg.width}x{cfg.height} grid")
-        t0 = time.perf_counter()
-        compiled = compile_kernel(name, (cfg.width, cfg.height), {k: v.shape for k, v in inputs.items()}, params,
-                                  cfg)
-        t1 = time.perf_counter()
-        result = _observed_run(args, compiled.program, inputs, params, False, _budget(args))
-        t2 = time.perf_counter()
-        report = check_against_reference(compiled.program, inputs, result.outputs, params)
-        print(summary_line(compiled.program, result.stats))
-        _report(args, compiled.program, result.stats)
+        result, report, times = _demo_run(args, cfg, name, inputs, params)
         if args.stats is None:
             print(region_table(result.stats))
         # the same work with no overlap: one block, one sequence, on a grid the size of a region
@@ -381,7 +380,7 @@ def _demo_pipeline(args, cfg, rng) -> int:
               f"{stages} block{'s' if stages > 1 else ''} of {one.stats.cycles:,} cycles on a "
               f"{cfg.width // 2}x{cfg.height} grid): {serial:,}; {serial / result.stats.cycles:.2f}x")
         print(report.summary())
-        print(f"compile {t1 - t0:.2f} s, emulate {t2 - t1:.2f} s\n")
+        print(times + "\n")
         ok &= report.ok
     return 0 if ok else 1
 
