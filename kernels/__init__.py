@@ -92,6 +92,15 @@ def _llama_inputs(rng, s):
             "w_down": _randn(rng, dff, dm, scale=dff ** -0.5)}
 
 
+def _llama_model_inputs(rng, s):
+    """L layers' weights stacked [L, ...], the prompt's rotary tables and the final norm."""
+    layers = [_llama_inputs(rng, s) for _ in range(s["L"])]
+    out = {n: np.stack([w[n] for w in layers]) for n in llama_layers_ref.LAYER_WEIGHTS}
+    out.update(x=layers[0]["x"], cos=layers[0]["cos"], sin=layers[0]["sin"],
+               final_norm=1 + _randn(rng, s["Dm"], scale=0.1))
+    return out
+
+
 def _batch_inputs(rng, s, suffixes=("",)):
     """A batch of B sequences x [B, S, Dm] and one block's weights per suffix ('_a', '_b')."""
     out = {"x": _randn(rng, s["B"], s["S"], s["Dm"])}
@@ -139,6 +148,9 @@ BUNDLED = {
     "rope": KernelSpec("rope", llama_layers_ref.rope, ground_truth.rope, _rope_inputs, {"R": 64, "D": 32, "P": 96}),
     "llama_layer": KernelSpec("llama_layer", llama_layers_ref.llama_layer, ground_truth.llama_layer, _llama_inputs,
                               {"S": 64, "Dm": 64, "Dh": 16, "Dq": 64, "Dkv": 32, "Dff": 128}),
+    "llama_model": KernelSpec("llama_model", llama_layers_ref.llama_model, ground_truth.llama_model,
+                              _llama_model_inputs, {"L": 2, "S": 32, "Dm": 32, "Dh": 8, "Dq": 32, "Dkv": 16,
+                                                    "Dff": 64}),
     "block_pipelined": KernelSpec("block_pipelined", block_pipelined_ref.block_pipelined,
                                   ground_truth.block_pipelined, _batch_inputs,
                                   {"B": 4, "S": 32, "Dm": 64, "Dff": 128}),

@@ -232,3 +232,17 @@ def llama_layer(inputs: dict, params: dict) -> tuple[dict, dict]:
     y = llama_forward64(inputs, params)
     rms = np.sqrt(np.mean(y ** 2))
     return {"y": y}, {"y": 1e-4 * (np.abs(y) + rms)}
+
+
+def llama_model(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """L layers and the final norm in float64; the layer's stated bound, L times."""
+    h = np.asarray(inputs["x"], np.float64)
+    layers = inputs["wq"].shape[0]
+    for layer in range(layers):
+        weights = {n: inputs[n][layer] for n in ("attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate",
+                                                 "w_up", "w_down")}
+        h = llama_forward64({**weights, "x": h, "cos": inputs["cos"], "sin": inputs["sin"]}, params)
+    eps = float(np.float32(params.get("eps", 1e-5)))
+    y = h / np.sqrt(np.mean(h * h, axis=1, keepdims=True) + eps) * np.asarray(inputs["final_norm"], np.float64)
+    rms = np.sqrt(np.mean(y ** 2))
+    return {"y": y}, {"y": layers * 1e-4 * (np.abs(y) + rms)}

@@ -76,3 +76,15 @@ def llama_layer(inputs: dict, params: dict, grid: tuple) -> dict:
     h = x + matmul_ordered(o, f32(inputs["wo"]))
     m = swiglu({"X": norm(h, "mlp_norm"), **{n: inputs[n] for n in ("w_gate", "w_up", "w_down")}}, {}, grid)["Y"]
     return {"y": h + m}
+
+
+LAYER_WEIGHTS = ("attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_up", "w_down")
+
+
+def llama_model(inputs: dict, params: dict, grid: tuple) -> dict:
+    """kernels/llama_model.tg: llama_layer's reference for each layer's slice, then rmsnorm."""
+    h = f32(inputs["x"])
+    for layer in range(inputs["wq"].shape[0]):
+        weights = {n: inputs[n][layer] for n in LAYER_WEIGHTS}
+        h = llama_layer({**weights, "x": h, "cos": inputs["cos"], "sin": inputs["sin"]}, params, grid)["y"]
+    return {"y": rmsnorm({"X": h, "g": inputs["final_norm"]}, {"eps": params.get("eps", 1e-5)}, grid)["Y"]}

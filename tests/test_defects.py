@@ -229,6 +229,8 @@ KERNELS_16x16 = [
     ("swiglu", {"S": 32, "Dm": 32, "Dff": 64}, {}),
     ("rope", {"R": 32, "D": 16, "P": 48}, {"pos": 9}),
     ("llama_layer", {"S": 256, "Dm": 32, "Dh": 8, "Dq": 64, "Dkv": 32, "Dff": 64}, {"heads": 8, "kv_heads": 4}),
+    ("llama_model", {"L": 2, "S": 256, "Dm": 32, "Dh": 8, "Dq": 32, "Dkv": 32, "Dff": 64},
+     {"heads": 4, "kv_heads": 4}),
     # on regions of 8x16 tiles: attention needs S a multiple of a region's tiles
     ("block_pipelined", {"B": 2, "S": 128, "Dm": 32, "Dff": 64}, {"heads": 2, "causal": 1}),
     ("two_blocks_pipelined", {"B": 2, "S": 128, "Dm": 32, "Dff": 64}, {"heads": 2, "causal": 1}),
@@ -244,7 +246,7 @@ def sizes_for(name, sizes, side):
     (attention's S with the tile count), model widths stay."""
     f = side // 16
     out = {k: v * f * (f if name in ("attention", "transformer_block", "block_pipelined",
-                                     "two_blocks_pipelined", "llama_layer") else 1) if k == "S"
+                                     "two_blocks_pipelined", "llama_layer", "llama_model") else 1) if k == "S"
            else v * f if k in ("M", "K", "N", "R", "C", "P") else v for k, v in sizes.items()}
     return out
 

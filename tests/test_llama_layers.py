@@ -28,6 +28,11 @@ CASES = [
      {"heads": 4, "kv_heads": 4, "eps": 1e-6}),
     ("llama_layer", (4, 4), {"S": 32, "Dm": 64, "Dh": 8, "Dq": 64, "Dkv": 16, "Dff": 128},
      {"heads": 8, "kv_heads": 2}),
+    # L layers from stacked weights, then the final norm
+    ("llama_model", (2, 2), {"L": 3, "S": 16, "Dm": 32, "Dh": 8, "Dq": 32, "Dkv": 16, "Dff": 64},
+     {"heads": 4, "kv_heads": 2}),
+    ("llama_model", (4, 2), {"L": 2, "S": 16, "Dm": 32, "Dh": 8, "Dq": 32, "Dkv": 8, "Dff": 32},
+     {"heads": 4, "kv_heads": 1}),
 ]
 
 
