@@ -21,12 +21,12 @@ from .state import (A_RUN, A_VISITS, FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, 
 from .timing import T_ISSUE, mmac_cycles, special_cycles, vector_cycles
 from .trace_events import EV_BLOCKED, EV_MMAC, EV_SCALAR, EV_VECTOR
 from .vector_ops import (desc_base, desc_in_bounds, desc_is_dense, desc_len, matmac, scatter, vec_binary, vec_fill,
-                         vec_fmac, vec_mask, vec_unary)
+                         vec_fmac, vec_mask, vec_unary, vec_widen)
 
 HALT = isa.HALT
 VFILL, VCOPY, VSCALE, VFMAC, MMAC = isa.VFILL, isa.VCOPY, isa.VSCALE, isa.VFMAC, isa.MMAC
 VADD, VMIN, VDIV, VSQRT, VEXP, VTANH = isa.VADD, isa.VMIN, isa.VDIV, isa.VSQRT, isa.VEXP, isa.VTANH
-VMASK = isa.VMASK
+VMASK, VWIDEN = isa.VMASK, isa.VWIDEN
 SEND, RECV, SENDX, RECVX, WAIT = isa.SEND, isa.RECV, isa.SENDX, isa.RECVX, isa.WAIT
 BLOCKING_SLOT, STREAM_SLOTS = isa.BLOCKING_SLOT, isa.STREAM_SLOTS
 
@@ -253,7 +253,8 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
         if op != VFILL and op != VMASK:
             ba = desc_base(descs, b, r)
             ok = ok and desc_in_bounds(descs, b, ba, words)
-        if op != VFILL and op != VCOPY and op != VSCALE and op != VMASK and not (op >= VSQRT and op <= VTANH):
+        if op != VFILL and op != VCOPY and op != VSCALE and op != VMASK and op != VWIDEN and \
+                not (op >= VSQRT and op <= VTANH):
             bb = desc_base(descs, c, r)
             ok = ok and desc_in_bounds(descs, c, bb, words)
         if not ok:
@@ -275,6 +276,8 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
                 vec_fill(m, descs, a, bd, fimm[b])
             elif op == VMASK:
                 vec_mask(m, descs, a, bd, fimm[b], r[c])
+            elif op == VWIDEN:
+                vec_widen(m, descs, a, b, bd, ba, c)
             elif op == VCOPY:
                 vec_unary(m, descs, a, b, bd, ba, np.float32(0), 0)
             elif op == VSCALE:

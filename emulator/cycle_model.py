@@ -128,7 +128,7 @@ from .vector_ops import desc_base, desc_in_bounds, desc_len
 HALT, LI, ADDI, MULI, DIVI, MODI = isa.HALT, isa.LI, isa.ADDI, isa.MULI, isa.DIVI, isa.MODI
 ADD, SUB, MUL, DIV, MOD, MINR, MAXR = isa.ADD, isa.SUB, isa.MUL, isa.DIV, isa.MOD, isa.MINR, isa.MAXR
 JMP, BEQ, BNE, BLT, BGE, LOOP = isa.JMP, isa.BEQ, isa.BNE, isa.BLT, isa.BGE, isa.LOOP
-VFILL, VCOPY, VSCALE, VMASK, MMAC = isa.VFILL, isa.VCOPY, isa.VSCALE, isa.VMASK, isa.MMAC
+VFILL, VCOPY, VSCALE, VMASK, VWIDEN, MMAC = isa.VFILL, isa.VCOPY, isa.VSCALE, isa.VMASK, isa.VWIDEN, isa.MMAC
 VDIV, VSQRT, VTANH = isa.VDIV, isa.VSQRT, isa.VTANH
 SEND, RECV, SENDX, RECVX, WAIT = isa.SEND, isa.RECV, isa.SENDX, isa.RECVX, isa.WAIT
 FIRST_FABRIC_OP = SEND  # SEND..WAIT are the only opcodes from 48 up
@@ -211,7 +211,8 @@ def _vector_cost(op, a, b, c, descs, r, words, timing):
     ok = desc_in_bounds(descs, a, desc_base(descs, a, r), words)
     if op != VFILL and op != VMASK:
         ok = ok and desc_in_bounds(descs, b, desc_base(descs, b, r), words)
-    if op != VFILL and op != VCOPY and op != VSCALE and op != VMASK and not (op >= VSQRT and op <= VTANH):
+    if op != VFILL and op != VCOPY and op != VSCALE and op != VMASK and op != VWIDEN and \
+            not (op >= VSQRT and op <= VTANH):
         ok = ok and desc_in_bounds(descs, c, desc_base(descs, c, r), words)
     if not ok:
         return -1

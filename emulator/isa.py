@@ -57,6 +57,9 @@ VSQRT = 43    # dst, src             dst = sqrt(src) (IEEE, correctly rounded)
 VEXP = 44     # dst, src             dst = exp(src), tilegrid's f32 algorithm (transcendentals.py)
 VTANH = 45    # dst, src             dst = tanh(src), tilegrid's f32 algorithm
 VMASK = 46    # dst, imm#, r         dst[i, j] = fimm[imm#] where j - i > r (the two inner dims)
+VWIDEN = 47   # dst, src, mode       dst[i] = half i of src's words (low half first), widened exactly
+              #                      to f32: mode WIDEN_BF16 or WIDEN_F16; dst has twice src's elements
+WIDEN_BF16, WIDEN_F16 = 0, 1
 # fabric
 SEND = 48     # color, src           inject a descriptor's worth of wavelets
 RECV = 49     # color, dst           take a descriptor's worth of wavelets
@@ -76,7 +79,7 @@ MNEMONIC = {
     JMP: "jmp", BEQ: "beq", BNE: "bne", BLT: "blt", BGE: "bge", LOOP: "loop",
     VFILL: "vfill", VCOPY: "vcopy", VADD: "vadd", VSUB: "vsub", VMUL: "vmul",
     VMAX: "vmax", VMIN: "vmin", VSCALE: "vscale", VFMAC: "vfmac", MMAC: "mmac",
-    VDIV: "vdiv", VSQRT: "vsqrt", VEXP: "vexp", VTANH: "vtanh", VMASK: "vmask",
+    VDIV: "vdiv", VSQRT: "vsqrt", VEXP: "vexp", VTANH: "vtanh", VMASK: "vmask", VWIDEN: "vwiden",
     SEND: "send", RECV: "recv", SENDX: "sendx", RECVX: "recvx", WAIT: "wait",
 }
 
@@ -89,7 +92,7 @@ OPERANDS = {
     JMP: "t", BEQ: "rrt", BNE: "rrt", BLT: "rrt", BGE: "rrt", LOOP: "rit",
     VFILL: "df", VCOPY: "dd", VADD: "ddd", VSUB: "ddd", VMUL: "ddd", VMAX: "ddd",
     VMIN: "ddd", VSCALE: "ddf", VFMAC: "ddd", MMAC: "ddd", SEND: "cd", RECV: "cd",
-    VDIV: "ddd", VSQRT: "dd", VEXP: "dd", VTANH: "dd", VMASK: "dfr",
+    VDIV: "ddd", VSQRT: "dd", VEXP: "dd", VTANH: "dd", VMASK: "dfr", VWIDEN: "ddi",
     SENDX: "cds", RECVX: "cds", WAIT: "s",
 }
 # Registers 0 and 1 hold the tile's own coordinates when a program starts.

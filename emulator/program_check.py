@@ -24,7 +24,8 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from .config import MachineConfig
-from .isa import ASYNC_SLOTS, DESC_FIELDS, INSTR_FIELDS, MMAC, MNEMONIC, OPERANDS, PORT_NAMES, format_descriptor
+from .isa import (ASYNC_SLOTS, DESC_FIELDS, INSTR_FIELDS, MMAC, MNEMONIC, OPERANDS, PORT_NAMES, VWIDEN,
+                  format_descriptor)
 
 
 class ProgramError(Exception):
@@ -391,7 +392,8 @@ def _check_descriptors(prog) -> None:
 
 def _check_operand_shapes(prog) -> None:
     """Elementwise operands share their extents (the loops walk the first
-    operand's); mmac's agree as c[M,N] += a[M,K] @ b[K,N] and are 2-D."""
+    operand's); mmac's agree as c[M,N] += a[M,K] @ b[K,N] and are 2-D; vwiden's
+    destination has twice the elements of its source."""
     code, extents = prog.code, prog.descs[:, 2::2]
     for op in np.unique(code[:, 0]).tolist():
         cols = [1 + k for k, kind in enumerate(OPERANDS[op]) if kind == "d"]
@@ -403,12 +405,16 @@ def _check_operand_shapes(prog) -> None:
             c, a, b = e
             bad = ~((c[:, 2] == a[:, 2]) & (c[:, 3] == b[:, 3]) & (a[:, 3] == b[:, 2])
                     & np.all(np.concatenate([c[:, :2], a[:, :2], b[:, :2]], axis=1) == 1, axis=1))
+        elif op == VWIDEN:  # two halves per source word; the mode is 0 or 1
+            dst, src = e
+            bad = (np.prod(dst, axis=1) != 2 * np.prod(src, axis=1)) | ~np.isin(code[rows, 3], (0, 1))
         else:
             bad = np.any([np.any(other != e[0], axis=1) for other in e[1:]], axis=0)
         if bad.any():
             j = int(np.argmax(bad))
             shapes = " ".join(f"d{int(code[rows[j], col])}{tuple(int(v) for v in x[j])}" for col, x in zip(cols, e))
             rule = ("must be 2-D and agree as c[M,N] a[M,K] b[K,N]" if op == MMAC
+                    else "must be 2n elements from n words, in mode 0 (bf16) or 1 (f16)" if op == VWIDEN
                     else "must have the same extents")
             raise ProgramError(f"instruction {int(rows[j])} ({MNEMONIC[op]}): operand descriptors {shapes} {rule}")
 

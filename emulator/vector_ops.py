@@ -352,3 +352,44 @@ def scatter(m, descs, d, base, start, n, src, src_off):
     addr = desc_addresses(descs, d, base, start, n)
     for j in range(n):
         m[addr[j]] = src[src_off + j]
+
+
+@njit(cache=True, inline="always")
+def _half_bits_to_f32(h):
+    """The f32 bits of IEEE binary16 h, exactly (subnormals, infinities and NaN payloads too)."""
+    sign = (h >> 15) << 31
+    e = (h >> 10) & 0x1F
+    mant = h & 0x3FF
+    if e == 0x1F:
+        return sign | 0x7F800000 | (mant << 13)
+    if e != 0:
+        return sign | ((e + 112) << 23) | (mant << 13)
+    if mant == 0:
+        return sign
+    shift = 0
+    while mant & 0x400 == 0:
+        mant <<= 1
+        shift += 1
+    return sign | ((113 - shift) << 23) | ((mant & 0x3FF) << 13)
+
+
+@njit(cache=True)
+def vec_widen(m, descs, dd, ds_, bd, bs, mode):
+    """dst (n elements) = the n halves of src's n / 2 words, low half first, as f32:
+    bf16 (mode 0) is the high half of an f32; f16 (mode 1) is IEEE binary16."""
+    n = desc_len(descs, dd)
+    words = np.empty(n // 2, dtype=np.float32)
+    gather(m, descs, ds_, bs, 0, n // 2, words, 0)
+    bits = words.view(np.uint32)
+    out = np.empty(n, dtype=np.float32)
+    ob = out.view(np.uint32)
+    for i in range(n // 2):
+        lo = bits[i] & np.uint32(0xFFFF)
+        hi = bits[i] >> np.uint32(16)
+        if mode == 0:
+            ob[2 * i] = lo << np.uint32(16)
+            ob[2 * i + 1] = hi << np.uint32(16)
+        else:
+            ob[2 * i] = _half_bits_to_f32(lo)
+            ob[2 * i + 1] = _half_bits_to_f32(hi)
+    scatter(m, descs, dd, bd, 0, n, out, 0)

@@ -180,3 +180,30 @@ def test_no_fused_multiply_add_in_machine_code():
     asm = "\n".join(fresh_mm.inspect_asm().values())
     assert "vmulps" in asm and "vaddps" in asm
     assert "fmadd" not in asm and "fmsub" not in asm and "fnmadd" not in asm
+
+
+@pytest.mark.parametrize("mode", [isa.WIDEN_BF16, isa.WIDEN_F16])
+def test_vwiden_turns_every_16_bit_pattern_into_its_exact_f32(mode):
+    """All 65,536 halves, packed two to a word (low half first), widened and compared
+    as bits with ml_dtypes' bfloat16 and numpy's float16 conversions."""
+    import ml_dtypes
+    from tilegrid.emulator import MachineConfig
+    halves = np.arange(1 << 16, dtype=np.uint32)
+    words = (halves[0::2] | (halves[1::2] << 16)).view(np.float32)
+    n = len(halves)
+    cfg = MachineConfig(width=1, height=1, sram_bytes=4 * (n + n // 2) + 4096)
+    # dst: 65,536 f32 at words // 2 .. ; src: the 32,768 packed words at 0, walked as 128 x 256
+    prog = build_program(1, 1, [I(isa.VWIDEN, 0, 1, mode), I(isa.HALT)],
+                         [D(n // 2, [(256, 256), (256, 1)]), D(0, [(128, 256), (256, 1)])], n + n // 2, config=cfg)
+    emu = Emulator(prog)
+    emu.state.mem[0, :n // 2] = words
+    emu.run()
+    got = emu.state.mem[0, n // 2:].view(np.uint32)
+    dtype = ml_dtypes.bfloat16 if mode == isa.WIDEN_BF16 else np.float16
+    want = halves.astype(np.uint16).view(dtype).astype(np.float32).view(np.uint32)
+    finite = np.isfinite(want.view(np.float32))
+    assert np.array_equal(got[finite], want[finite])
+    # infinities and NaNs stay what they are, with their sign (numpy may quiet a NaN's payload)
+    g, w = got[~finite].view(np.float32), want[~finite].view(np.float32)
+    assert np.array_equal(np.isinf(g), np.isinf(w)) and np.array_equal(np.isnan(g), np.isnan(w))
+    assert np.array_equal(got[~finite] >> 31, want[~finite] >> 31)
