@@ -32,7 +32,17 @@ SIZES = {
     "attention": ({"S": 256, "D": 16}, {}),
     "mlp": ({"S": 32, "Dm": 32, "Dff": 64}, {}),
     "transformer_block": ({"S": 256, "Dm": 32, "Dff": 64}, {"heads": 2, "causal": 1}),
+    "rmsnorm": ({"R": 64, "C": 64}, {}),
+    "swiglu": ({"S": 32, "Dm": 32, "Dff": 64}, {}),
+    "rope": ({"R": 32, "D": 16, "P": 48}, {"pos": 9}),
+    "llama_layer": ({"S": 256, "Dm": 32, "Dh": 8, "Dq": 64, "Dkv": 32, "Dff": 64}, {"heads": 8, "kv_heads": 4}),
+    "llama_model": ({"L": 2, "S": 256, "Dm": 32, "Dh": 8, "Dq": 32, "Dkv": 32, "Dff": 64}, {"heads": 4, "kv_heads": 4}),
+    # on regions of 8x16 tiles
+    "block_pipelined": ({"B": 2, "S": 128, "Dm": 32, "Dff": 64}, {"heads": 2, "causal": 1}),
+    "two_blocks_pipelined": ({"B": 2, "S": 128, "Dm": 32, "Dff": 64}, {"heads": 2, "causal": 1}),
 }
+ATTENTION_LIKE = ("attention", "transformer_block", "llama_layer", "llama_model", "block_pipelined",
+                  "two_blocks_pipelined")  # S grows with the tile count
 
 
 def scaled(name: str, sizes: dict, factor: int) -> dict:
@@ -40,8 +50,8 @@ def scaled(name: str, sizes: dict, factor: int) -> dict:
     (attention's S with the tile count), the model widths stay."""
     def grow(k, v):
         if k == "S":
-            return v * factor * (factor if name in ("attention", "transformer_block") else 1)
-        return v * factor if k in ("M", "K", "N", "R", "C") else v
+            return v * factor * (factor if name in ATTENTION_LIKE else 1)
+        return v * factor if k in ("M", "K", "N", "R", "C", "P") else v
     return {k: grow(k, v) for k, v in sizes.items()}
 
 
@@ -51,6 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=0.01)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--spare-every", type=int, default=16)
+    ap.add_argument("--kernels", help="comma-separated kernels (default: all)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     w, h = parse_grid(args.grid)
@@ -61,7 +72,9 @@ def main(argv=None) -> int:
     print(f"{'kernel':<20}{'perfect':>10}{'overhead: min':>15}{'mean':>8}{'max':>8}{'defects':>9}{'spares':>8}"
           f"{'extra hops':>12}  bits")
     rows = []
-    for name, (sizes, params) in SIZES.items():
+    chosen = args.kernels.split(",") if args.kernels else list(SIZES)
+    for name in chosen:
+        sizes, params = SIZES[name]
         sizes = scaled(name, sizes, factor)
         inputs = kernels.BUNDLED[name].make_inputs(np.random.default_rng(0), sizes)
         program = api.compile_kernel(name, (w, h), {k: v.shape for k, v in inputs.items()}, params).program

@@ -19,8 +19,8 @@ from .symbols import Dist, Sym
 from .diagnostics import CompileError, Span
 from .scalars import ScalarEval, exact_int, iadd, imul, to_iexpr
 from .spatial_ir import (Broadcast, Buffer, Copy, Elementwise, Fill, Fmac, IConst, IfTile, IVar, Loop, Mask,
-                         MatMac, Reduce, Scale, Shift, SpatialKernel, TensorPlacement, Unary, View, fmt_shape,
-                         ibin)
+                         MatMac, Reduce, Scale, Shift, SpatialKernel, TensorPlacement, Unary, View, Widen,
+                         fmt_shape, ibin)
 
 
 
@@ -160,15 +160,25 @@ class Checker(ScalarEval, Composition, Regions):
     def _place_tensor(self, decl: ast.TensorDecl, role: str) -> TensorPlacement:
         self._check_new_name(decl.name, decl.span)
         self._no_placement(decl)
-        shape, axes, block = self._layout(decl)
-        buf = Buffer(self.prefix + decl.name, block, role if not self.prefix else "local", decl.span)
+        dtype = decl.type.dtype
+        half = dtype != "f32"
+        if half and (role != "input" or self.prefix):
+            raise CompileError(f"{dtype} is for the inputs of the kernel being compiled (weights); outputs, "
+                               "intermediates and a called kernel's parameters are f32", decl.type.span)
+        shape, axes, block = self._layout(decl, half_ok=half)
+        if half:  # two halves a word, along the block's last dimension
+            if block[-1] % 2:
+                raise CompileError(f"a {dtype} tensor's block has an even last dimension (two halves a word); "
+                                   f"'{decl.name}' has blocks of {fmt_shape(block)}", decl.type.span)
+            block = block[:-1] + (block[-1] // 2,)
+        buf = Buffer(self.prefix + decl.name, block, role if not self.prefix else "local", decl.span, dtype=dtype)
         self.buffers.append(buf)
         self._define(decl.name, Sym("tensor", buf.full_view(), decl.span, Dist(shape, axes, buf.full_view())))
         return TensorPlacement(decl.name, role, shape, axes, buf)
 
-    def _layout(self, decl: ast.TensorDecl) -> tuple[tuple, tuple, tuple]:
+    def _layout(self, decl: ast.TensorDecl, half_ok: bool = False) -> tuple[tuple, tuple, tuple]:
         """(global shape, grid axis per dim, block shape), with the divisibility checks."""
-        shape = self._shape(decl.type)
+        shape = self._shape(decl.type, half_ok)
         if decl.dist.kind == "replicated":
             axes = ("_",) * len(shape)
         else:
@@ -194,9 +204,10 @@ class Checker(ScalarEval, Composition, Regions):
             block.append(size // parts)
         return shape, axes, tuple(block)
 
-    def _shape(self, ttype: ast.TensorType) -> tuple:
-        if ttype.dtype != "f32":
-            raise CompileError(f"unsupported element type {ttype.dtype}", ttype.span)
+    def _shape(self, ttype: ast.TensorType, half_ok: bool = False) -> tuple:
+        if ttype.dtype != "f32" and not half_ok:
+            raise CompileError(f"{ttype.dtype} is for the inputs of the kernel being compiled (weights); "
+                               "everything else is f32", ttype.span)
         if not 1 <= len(ttype.shape) <= MAX_RANK:
             raise CompileError(f"tensors have 1 to {MAX_RANK} dimensions", ttype.span)
         shape = []
@@ -294,7 +305,8 @@ class Checker(ScalarEval, Composition, Regions):
             if isinstance(s.value, ast.Call) and s.value.func in self.shared.kernels:
                 self._call(self._dist_value(s.target), s.value, s.span)
             elif self._needs_redistribution(s.target, s.value):
-                self._redistribute(self._dist_value(s.target), self._dist_value(s.value), s.span)
+                self._redistribute(self._dist_value(s.target), self._widened_dist(self._dist_value(s.value), s.span),
+                                   s.span)
             else:
                 self._assign(self._target(s.target), s.value, s.span)
         elif isinstance(s, ast.Accumulate):
@@ -354,6 +366,8 @@ class Checker(ScalarEval, Composition, Regions):
         sym = self._lookup(lv.name, lv.span)
         if sym.kind != "tensor":
             raise CompileError(f"cannot assign to '{lv.name}': it is not a tensor", lv.span)
+        if sym.value.buffer.dtype != "f32":
+            raise CompileError(f"'{lv.name}' is a {sym.value.buffer.dtype} input, which is read-only", lv.span)
         view = sym.value
         if lv.indices:
             view = self._index(view, lv.indices, lv.name, lv.span)
@@ -435,7 +449,7 @@ class Checker(ScalarEval, Composition, Regions):
             sym = self._find(e.id) if isinstance(e, ast.Name) else None
             if isinstance(e, ast.Name) and sym is not None and sym.kind != "tensor":
                 return self._float_const(e)
-            return self._view(e)
+            return self._widened(self._view(e), e.span)
         if isinstance(e, ast.Number):
             return float(np.float32(e.value))
         if isinstance(e, ast.Neg):
@@ -613,6 +627,23 @@ class Checker(ScalarEval, Composition, Regions):
         return View(v.buffer, v.offset, tuple(out))
 
     # ------------------------------------------------------------- views
+    def _widened(self, view: View, span) -> View:
+        """view itself, or for a bf16 / f16 tensor an f32 copy of it (vwiden): the
+        arithmetic is f32, and the halves only save SRAM."""
+        buf = view.buffer
+        if buf.dtype == "f32":
+            return view
+        if not view.dims or view.dims[-1] != (buf.shape[-1], 1):
+            raise CompileError(f"a {buf.dtype} tensor is sliced only along its leading dimensions (its last one "
+                               f"holds two halves a word); '{buf.name}' is sliced along its last", span)
+        tmp = self._temp(view.shape[:-1] + (2 * view.shape[-1],), span)
+        self._emit(Widen(tmp, view, buf.dtype), span)
+        return tmp
+
+    def _widened_dist(self, d, span):
+        """A distributed tensor with its block widened to f32 (see _widened)."""
+        return d if d.view.buffer.dtype == "f32" else Dist(d.shape, d.axes, self._widened(d.view, span))
+
     def _view(self, e) -> View:
         if isinstance(e, ast.Name):
             sym = self._lookup(e.id, e.span)
@@ -623,7 +654,17 @@ class Checker(ScalarEval, Composition, Regions):
         if base is None:
             raise CompileError("only tensors can be indexed", e.span)
         name = e.base.id if isinstance(e.base, ast.Name) else "tensor"
+        self._no_half_last_index(base, e.indices, name, e.span)
         return self._index(base, e.indices, name, e.span)
+
+    def _no_half_last_index(self, view: View, indices: list, name: str, span) -> None:
+        """A bf16 / f16 view is indexed only along its leading dims: its last holds two halves a word."""
+        if view.buffer.dtype == "f32" or len(indices) < len(view.dims):
+            return
+        last = indices[len(view.dims) - 1]
+        if not (isinstance(last, ast.Range) and last.lo is None and last.hi is None):
+            raise CompileError(f"a {view.buffer.dtype} tensor is sliced only along its leading dimensions (its "
+                               f"last one holds two halves a word); '{name}' is sliced along its last", span)
 
     def _index(self, view: View, indices: list, name: str, span) -> View:
         if len(indices) > len(view.dims):

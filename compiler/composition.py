@@ -34,6 +34,7 @@ class Composition:
         d = sym.dist
         if not indices:
             return d
+        self._no_half_last_index(d.view, indices, name, node.span)
         view = self._index(d.view, indices, name, node.span)
         shape, axes = [], []
         for i, (size, axis) in enumerate(zip(d.shape, d.axes)):
@@ -141,7 +142,7 @@ class Composition:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise CompileError(f"'{name}' must be a number known at compile time", expr.span)
             params[name] = value
-        args = [self._dist_value(a) for a in e.args]
+        args = [self._widened_dist(self._dist_value(a), a.span) for a in e.args]  # calls compute in f32
         child = type(self)(callee, self.W, self.H, self.shared, self.ranges, f"{self.prefix}{callee.name}.",
                            self.call_stack, self.call_site or e.span)
         try:

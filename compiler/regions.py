@@ -216,6 +216,9 @@ class Regions:
     def _transfer(self, s: ast.Assign) -> None:
         dst, src = self._dist_value(s.target), self._dist_value(s.value)
         a = self.shared.regions[src.view.buffer.region]
+        if src.view.buffer.dtype != "f32":
+            with self._on(a):  # widened on the sending region, which holds the halves
+                src = self._widened_dist(src, s.span)
         b = self.shared.regions[dst.view.buffer.region]
         if s.placement is not None and s.placement.region not in (a.name, b.name):
             raise CompileError(f"a transfer from '{a.name}' to '{b.name}' runs on both; it cannot be placed on "

@@ -167,6 +167,7 @@ class Buffer:
     value: float = 0.0           # for const buffers
     addr: int = -1               # word address, set by allocate_sram
     region: str | None = None    # the region whose tiles hold it (kernels with regions)
+    dtype: str = "f32"           # f32, or bf16 / f16: two halves a word, along the last dim (shape is in words)
 
     @property
     def words(self) -> int:
@@ -367,6 +368,13 @@ class Recv(Op):
 
 
 @dataclass
+class Widen(Op):                 # dst (f32) = src's bf16 or f16 halves, exactly
+    dst: View
+    src: View
+    dtype: str                   # bf16 | f16
+
+
+@dataclass
 class Transfer(Op):              # each tile of src_region sends its block to the same tile of dst_region
     dst: View
     src: View
@@ -388,6 +396,12 @@ class TensorPlacement:
     shape: tuple                 # global
     axes: tuple                  # per dim: 'x', 'y' or '_'
     buffer: Buffer               # the tile's block
+
+    @property
+    def block(self) -> tuple:
+        """The tile's block in elements (a bf16 or f16 buffer's last dim holds two a word)."""
+        shape = tuple(self.buffer.shape)
+        return shape if self.buffer.dtype == "f32" else shape[:-1] + (2 * shape[-1],)
 
 
 @dataclass
@@ -425,7 +439,8 @@ def format_ir(k: SpatialKernel) -> str:
     for b in k.buffers:
         where = (f" on {b.region}" if b.region and k.regions else "") + (f" @{b.addr}" if b.addr >= 0 else "")
         init = f" = {b.value!r}" if b.kind == "const" else ""
-        lines.append(f"  {b.kind:<6} {b.name}: f32[{', '.join(map(str, b.shape))}]{where}{init}")
+        packed = "" if b.dtype == "f32" else " (words: two halves each)"
+        lines.append(f"  {b.kind:<6} {b.name}: {b.dtype}[{', '.join(map(str, b.shape))}]{packed}{where}{init}")
     for t in k.io:
         lines.append(f"  io {t.role} {t.name}: f32[{', '.join(map(str, t.shape))}] "
                      f"split ({', '.join(t.axes)}) -> block {t.buffer.name}")
@@ -491,6 +506,8 @@ def _format_ops(ops, lines, depth, region=None):
             lines.append(f"{pad}recv {op.stream} {format_view(op.dst)}{slot}")
         elif isinstance(op, Wait):
             lines.append(f"{pad}wait slot{op.slot}")
+        elif isinstance(op, Widen):
+            lines.append(f"{pad}{format_view(op.dst)} = widen {op.dtype} {format_view(op.src)}")
         elif isinstance(op, Transfer):
             lines.append(f"{pad}{format_view(op.dst)} @{op.dst_region} = transfer {format_view(op.src)} "
                          f"@{op.src_region}")

@@ -109,6 +109,23 @@ def program_phases(program: Program) -> tuple[list[str], np.ndarray]:
     return names, of_pc
 
 
+def to_half(values, dtype: str) -> np.ndarray:
+    """values rounded to bf16 or f16 (to nearest, ties to even), as f32: what a tile
+    holding them as that type widens them back to."""
+    import ml_dtypes  # bf16: numpy has no bfloat16
+    half = ml_dtypes.bfloat16 if dtype == "bf16" else np.float16
+    return np.asarray(values, np.float32).astype(half).astype(np.float32)
+
+
+def pack_halves(values: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 [..., n] -> the words [..., n / 2] of their bf16 or f16 halves, element 2j
+    in word j's low 16 bits and 2j + 1 in its high (the layout vwiden reads)."""
+    import ml_dtypes
+    half = ml_dtypes.bfloat16 if dtype == "bf16" else np.float16
+    bits = np.ascontiguousarray(np.asarray(values, np.float32).astype(half)).view(np.uint16).astype(np.uint32)
+    return (bits[..., 0::2] | (bits[..., 1::2] << 16)).view(np.float32)
+
+
 class Emulator:
     """Runs one program. trace_tiles: tile indices whose timed events are kept
     for a trace (None: none); timing: 'fast', 'cycle' (also run the cycle-level
@@ -173,7 +190,9 @@ class Emulator:
         if arr.shape != tuple(io.shape):
             raise EmulatorError(f"input '{io.name}' has shape {arr.shape}, expected {tuple(io.shape)}")
         blocks = self._tile_blocks(io, arr.astype(np.float32, copy=False))
-        words = int(np.prod(io.block, dtype=np.int64))
+        if io.dtype != "f32":  # round to the half type, and pack two halves a word (low half first)
+            blocks = pack_halves(blocks, io.dtype)
+        words = io.words
         rect = io.rect(self.program.config.width, self.program.config.height)
         blocks = blocks.reshape(*blocks.shape[:2], words)
         if self.shards is not None:

@@ -59,6 +59,13 @@ class TensorIO:
     block: tuple
     addr: int
     region: tuple = ()
+    dtype: str = "f32"   # f32, or bf16 / f16: the block stored two halves a word along its last dim
+
+    @property
+    def words(self) -> int:
+        """Words of SRAM the tile's block takes."""
+        n = int(np.prod(self.block, dtype=np.int64))
+        return n if self.dtype == "f32" else n // 2
 
     def rect(self, width: int, height: int) -> tuple:
         """(x0, y0, x1, y1) of the tiles that hold it."""
@@ -102,7 +109,7 @@ class Program:
         then what they reach."""
         rect = (region.x0, region.y0, region.x1, region.y1)
         reach = [b.addr + b.words for b in self.buffers if b.region == region.name] + \
-                [t.addr + int(np.prod(t.block, dtype=np.int64)) for t in self.io if tuple(t.region) == rect]
+                [t.addr + t.words for t in self.io if tuple(t.region) == rect]
         if len(self.regions) == 1 or not reach:
             return self.sram_words
         return max(reach)

@@ -205,7 +205,7 @@ def json_dict(value, where: str, keys=None) -> dict:
     return value
 
 
-OPTIONAL_FIELDS = ("region",)
+OPTIONAL_FIELDS = ("region", "dtype")
 
 
 def entry_fields(value, where: str, cls) -> dict:
@@ -519,6 +519,13 @@ def _check_io(prog) -> None:
                                    f"dimension {i} needs blocks of {shape[i]}/{n} on {n} tiles")
         addr = _int(io.addr, f"{where}: addr")
         size = math.prod(block)
+        dtype = _str(io.dtype, f"{where}: dtype")
+        if dtype not in ("f32", "bf16", "f16"):
+            raise ProgramError(f"{where}: dtype must be f32, bf16 or f16, got {_show(dtype)}")
+        if dtype != "f32":  # two halves a word along the block's last dimension
+            if io.role != "input" or not block or block[-1] % 2:
+                raise ProgramError(f"{where}: a {dtype} tensor is an input whose block has an even last dimension")
+            size //= 2
         if addr < 0 or addr + size > words:
             raise ProgramError(f"{where}: its block takes words [{addr}, {addr + size}), outside the {words}-word "
                                "SRAM plan")

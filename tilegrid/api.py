@@ -17,7 +17,7 @@ from tilegrid.compiler.driver import CompiledKernel, compile_source
 from tilegrid.compiler.source_files import SourceFileError, read_source_file
 from tilegrid.emulator.config import MachineConfig
 from tilegrid.emulator.budget import RunBudget
-from tilegrid.emulator.machine import Emulator, RunStats
+from tilegrid.emulator.machine import Emulator, RunStats, to_half
 from tilegrid.emulator.program import Program
 
 from .checking import CheckReport, check_outputs
@@ -145,6 +145,9 @@ def check_against_reference(program: Program, inputs: dict, outputs: dict, param
     spec = reference_for(program)
     grid = (program.config.width, program.config.height)
     bound_params = {**program.meta.get("bindings", {}), **params}
+    # a bf16 / f16 input holds its values rounded to that type: the references take those
+    halves = {io.name: io.dtype for io in program.io if io.role == "input" and io.dtype != "f32"}
+    inputs = {k: to_half(v, halves[k]) if k in halves else v for k, v in inputs.items()}
     with np.errstate(all="ignore"):  # the references follow IEEE too: NaN and inf, without warnings
         expected = spec.reference(inputs, bound_params, grid)
         truth, bounds = spec.ground_truth(inputs, bound_params)

@@ -18,7 +18,7 @@ from tilegrid.emulator.config import MachineConfig
 
 from ..diagnostics import CompileError
 from ..spatial_ir import (Copy, Elementwise, Fill, Fmac, IfTile, Loop, Mask, MatMac, Recv, Scale, Send,
-                          SpatialKernel, Unary, View, Wait)
+                          SpatialKernel, Unary, View, Wait, Widen)
 
 
 def allocate_sram(k: SpatialKernel, config: MachineConfig, reserved_words: int = 0) -> SpatialKernel:
@@ -98,7 +98,7 @@ def _overflow(k, config, buf, top, reserved_words) -> CompileError:
 def op_views(op) -> list[View]:
     if isinstance(op, (Fill, Mask)):
         return [op.dst]
-    if isinstance(op, (Copy, Scale, Unary)):
+    if isinstance(op, (Copy, Scale, Unary, Widen)):
         return [op.dst, op.src]
     if isinstance(op, (Elementwise, Fmac)):
         return [op.dst, op.a, op.b]
@@ -167,7 +167,7 @@ def _first_access(ops, buf) -> str | None:
             views = op_views(op)
             if not any(v.buffer is buf for v in views):
                 continue
-            whole = isinstance(op, (Fill, Copy, Elementwise, Scale, Unary, Recv)) and \
+            whole = isinstance(op, (Fill, Copy, Elementwise, Scale, Unary, Recv, Widen)) and \
                 views[0].same_as(buf.full_view()) and all(v.buffer is not buf for v in views[1:])
             found = "def" if whole else "use"
         if found is not None:

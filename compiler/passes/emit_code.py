@@ -26,7 +26,7 @@ from tilegrid.emulator.program import BufferPlacement, CodeRegion, Program, Tens
 from ..diagnostics import CompileError
 from .allocate_sram import op_views
 from ..spatial_ir import (INT32_MAX, INT32_MIN, IBin, IBool, ICmp, IConst, IfTile, INot, IVar, Copy, Elementwise,
-                          Fill, Fmac, Loop, Mask, MatMac, Recv, Scale, Send, SpatialKernel, Unary, View, Wait,
+                          Fill, Fmac, Loop, Mask, MatMac, Recv, Scale, Send, SpatialKernel, Unary, View, Wait, Widen,
                           format_iexpr, interval_of, walk)
 
 BINARY = {"add": isa.VADD, "sub": isa.VSUB, "mul": isa.VMUL, "div": isa.VDIV, "max": isa.VMAX, "min": isa.VMIN}
@@ -52,7 +52,7 @@ def emit_code(k: SpatialKernel, config: MachineConfig, meta: dict | None = None)
     labels = {at: name for name, at in em.label_names.items()}
     buffers = [BufferPlacement(b.name, b.kind, b.addr, b.words, tuple(b.shape), tuple(getattr(k, "live", {}).get(b, (0, 0))))
                for b in k.buffers if b.addr >= 0]
-    io = [TensorIO(t.name, t.role, tuple(t.shape), tuple(t.axes), tuple(t.buffer.shape), t.buffer.addr)
+    io = [TensorIO(t.name, t.role, tuple(t.shape), tuple(t.axes), t.block, t.buffer.addr, dtype=t.buffer.dtype)
           for t in k.io]
     return Program(config=config, code=code, descs=descs, fimm=fimm,
                    regions=[CodeRegion(k.name, 0, len(code), 0, 0, k.width, k.height)],
@@ -213,6 +213,8 @@ class _Emitter:
             self.with_descs(BINARY[op.op], [op.dst, op.a, op.b])
         elif isinstance(op, Unary):
             self.with_descs(UNARY[op.op], [op.dst, op.src])
+        elif isinstance(op, Widen):
+            self.with_descs(isa.VWIDEN, [op.dst, op.src], isa.WIDEN_BF16 if op.dtype == "bf16" else isa.WIDEN_F16)
         elif isinstance(op, Mask):
             d, reg, owned = self.desc(op.dst)
             off, off_owned = self.value_reg(op.offset)

@@ -66,7 +66,8 @@ def link_regions(top: SpatialKernel, parts: list, config) -> Program:
         end = start + len(prologue) + len(prog.code)
         regions_out.append(CodeRegion(k.name, start, end, r.x0, r.y0, r.x1, r.y1))
         buffers += [BufferPlacement(b.name, b.kind, b.addr, b.words, b.shape, b.live, k.name) for b in prog.buffers]
-        io += [TensorIO(t.name, t.role, t.shape, t.axes, t.block, t.addr, (r.x0, r.y0, r.x1, r.y1)) for t in prog.io]
+        io += [TensorIO(t.name, t.role, t.shape, t.axes, t.block, t.addr, (r.x0, r.y0, r.x1, r.y1), t.dtype)
+               for t in prog.io]
         labels.update({start + len(prologue) + at: f"{r.name}.{name}" for at, name in prog.labels.items()})
         source_lines += prog.meta["source_lines"]
         phase_notes += prog.meta["phase_notes"]
