@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import ast
-from .diagnostics import CompileError, Span
+from .diagnostics import CompileError
 from .spatial_ir import Transfer, fmt_shape
 
 
@@ -72,7 +72,6 @@ class Regions:
     def _declare_regions(self, body: list) -> None:
         """Evaluate the kernel's region declarations (they may use sizes and parameters)."""
         regions: dict[str, Region] = {}
-        spans: dict[str, Span] = {}
         for s in body:
             if not isinstance(s, ast.RegionDecl):
                 continue
@@ -103,7 +102,6 @@ class Regions:
                     if r.x0 < other.x1 and other.x0 < r.x1 and r.y0 < other.y1 and other.y0 < r.y1:
                         raise CompileError(f"region {r.describe()} overlaps region {other.describe()}", s.span)
                 regions[r.name] = r
-                spans[r.name] = s.span
         self.shared.regions = regions
         if regions:
             self._infer_tensor_regions(body)

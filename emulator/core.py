@@ -17,7 +17,7 @@ from .recorder import record
 from .scalar_ops import scalar_step
 from .state import (A_RUN, A_VISITS, FAULT_ADDRESS, FAULT_CYCLES, FAULT_DIVIDE, FAULT_LIMIT, FAULT_PC,
                     PH_BLOCKED, PH_COMPUTE, PH_INSTRUCTIONS, PH_SCALAR,
-                    SL_COMPLETE, SL_IDLE, SL_RECEIVING, SL_SENDING, ST_FAULT, ST_HALT, ST_RUN, ST_WAIT)
+                    SL_COMPLETE, SL_IDLE, SL_RECEIVING, SL_SENDING, ST_FAULT, ST_HALT, ST_WAIT)
 from .timing import T_ISSUE, mmac_cycles, special_cycles, vector_cycles
 from .trace_events import EV_BLOCKED, EV_MMAC, EV_SCALAR, EV_VECTOR
 from .vector_ops import (desc_base, desc_in_bounds, desc_is_dense, desc_len, matmac, scatter, vec_binary, vec_fill,

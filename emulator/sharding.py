@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .budget import B_ROUNDS
+from .budget import B_ROUNDS, P_ROUNDS
 from .core import compute_phase
 from .fabric import copy_in_many, copy_out_many, fabric_phase, run_copy_tasks
 from .scheduler import DEADLOCK, DONE, FABRIC_ERROR, FAULT, ROUND_BUDGET, drop_finished_senders, settle_run_list
@@ -216,7 +216,6 @@ class Shards:
         """Rounds until the run ends; the outcome codes of scheduler.run_rounds. Two calls
         per worker a round: compute (after the last round's incoming copies), and the
         exchange of what it changed, with the fabric phase."""
-        from .budget import P_ROUNDS
         sent: list = []
         try:
             while True:

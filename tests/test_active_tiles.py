@@ -8,7 +8,6 @@ rounds; and the values and cycles are those of every tile being scanned.
 import numpy as np
 import pytest
 
-import tilegrid
 from tilegrid import api, kernels
 from tilegrid.emulator import Emulator
 

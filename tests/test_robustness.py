@@ -3,7 +3,6 @@ asked, memory estimated before allocating, Ctrl-C honoured, and the same
 results whatever the thread count."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

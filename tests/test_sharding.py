@@ -9,7 +9,7 @@ from tilegrid import api, kernels
 from tilegrid.cli import main
 from tilegrid.emulator import CodeRegion, DeadlockError, Emulator, MachineConfig, Program
 from tilegrid.emulator.defects import DefectMap, SpareLayout
-from tilegrid.emulator.isa import PORT_E, PORT_RAMP, PORT_W, RECV, SEND, HALT, descriptor, instr
+from tilegrid.emulator.isa import HALT, RECV, descriptor, instr
 from tilegrid.emulator.repair import repair
 from tilegrid.emulator.sharding import BandWorker, bands
 
