@@ -65,13 +65,22 @@ def test_transfer_moves_each_block_to_the_same_tile_of_the_other_region(regions,
     assert {tuple(io.region) for io in prog.io} == {(r.x0, r.y0, r.x1, r.y1) for r in prog.regions}
 
 
-def test_the_cycle_model_runs_a_program_with_regions_to_the_same_values():
-    x = rng.standard_normal((4, 8)).astype(np.float32)
-    fast, _ = run_text(TWO_STAGES.replace("REGIONS", "region a, b = split(x)"), (4, 2), {"x": x})
-    cycle, _ = run_text(TWO_STAGES.replace("REGIONS", "region a, b = split(x)"), (4, 2), {"x": x},
-                        timing="cycle")
+def test_the_cycle_level_model_agrees_on_programs_with_regions():
+    # a transfer of 4 columns sharing each row's links: the closed forms are exact here
+    x = rng.standard_normal((8, 32)).astype(np.float32)
+    src = TWO_STAGES.replace("REGIONS", "region a, b = split(x)")
+    fast, _ = run_text(src, (8, 4), {"x": x})
+    cycle, _ = run_text(src, (8, 4), {"x": x}, timing="cycle")
     assert same_bits(fast.outputs["z"], cycle.outputs["z"])
-    assert cycle.stats.cycles > 0 and cycle.stats.timing == "cycle"
+    assert cycle.stats.timing == "cycle" and cycle.stats.cycles == cycle.stats.fast_cycles == fast.stats.cycles
+    # a whole pipeline: within 1% (15,314 against 15,320 when this was written)
+    spec = kernels.BUNDLED["block_pipelined"]
+    inputs = spec.make_inputs(np.random.default_rng(0), {"B": 2, "S": 8, "Dm": 16, "Dff": 32})
+    prog = tilegrid.compile_kernel("block_pipelined", (4, 2), {k: v.shape for k, v in inputs.items()},
+                                   {"heads": 2}).program
+    result = api.run_program_checked(prog, inputs, {"heads": 2}, check=True, timing="cycle")
+    assert result.check.ok
+    assert abs(result.stats.fast_cycles / result.stats.cycles - 1) < 0.01
 
 
 def test_a_transfer_takes_one_color_per_column_and_routes_straight():
