@@ -173,6 +173,15 @@ class For(Node):
 
 
 @dataclass
+class IndexDecl(Node):           # index t = ids[i] in lo .. hi: a value read from SRAM, clamped to lo..hi-1
+    name: str
+    name_span: Span
+    value: Expr
+    lo: Expr
+    hi: Expr
+
+
+@dataclass
 class If(Node):
     cond: Expr
     then: list

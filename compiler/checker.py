@@ -19,7 +19,7 @@ from .symbols import Dist, Sym
 from .diagnostics import CompileError, Span
 from .scalars import ScalarEval, exact_int, iadd, imul, to_iexpr
 from .spatial_ir import (Broadcast, Buffer, Copy, Elementwise, Fill, Fmac, IConst, IfTile, IVar, Loop, Mask,
-                         MatMac, Reduce, Scale, Shift, SpatialKernel, TensorPlacement, Unary, View, Widen,
+                         LoadIndex, MatMac, Reduce, Scale, Shift, SpatialKernel, TensorPlacement, Unary, View, Widen,
                          fmt_shape, ibin)
 
 
@@ -314,6 +314,8 @@ class Checker(ScalarEval, Composition, Regions):
             self._accumulate(dst, s.value, s.span)
         elif isinstance(s, ast.For):
             self._for(s)
+        elif isinstance(s, ast.IndexDecl):
+            self._index_decl(s)
         elif isinstance(s, ast.If):
             self._if(s)
         else:  # pragma: no cover - the parser produces nothing else
@@ -338,6 +340,27 @@ class Checker(ScalarEval, Composition, Regions):
             body, self.ops = self.ops, outer
         if hi > lo:
             self._emit(Loop(var, lo, hi, body), s.span)
+
+    def _index_decl(self, s: ast.IndexDecl):
+        """index t = tensor[...] in lo .. hi: a run-time integer read from one element
+        of a tensor, truncated toward zero and clamped to lo .. hi - 1, so that every
+        index made from it stays in bounds (a token id picking a row of a table)."""
+        self._check_new_name(s.name, s.name_span)
+        lo, hi = self._const(s.lo, "an index bound"), self._const(s.hi, "an index bound")
+        if hi <= lo:
+            raise CompileError(f"index bounds {lo} .. {hi} hold no value", s.span)
+        if not isinstance(s.value, (ast.Name, ast.Subscript)):
+            raise CompileError("an index is read from one element of a tensor, such as ids[i]", s.value.span)
+        view = self._view(s.value)
+        if view.buffer.dtype != "f32":
+            raise CompileError(f"an index is read from an f32 tensor, not {view.buffer.dtype}", s.value.span)
+        if any(extent != 1 for extent, _ in view.dims):
+            raise CompileError(f"an index is read from one element; this is {fmt_shape(view.shape)}", s.value.span)
+        self.shared.temps += 1
+        var = f"{self.prefix}{s.name}%{self.shared.temps}"
+        self.ranges[var] = (lo, hi - 1)
+        self._emit(LoadIndex(var, view, lo, hi), s.span)
+        self._define(s.name, Sym("rint", IVar(var), s.name_span))
 
     def _if(self, s: ast.If):
         cond = self._cond(s.cond)

@@ -122,6 +122,10 @@ class BuildAst(Transformer):
     def accumulate(self, meta, c):
         return ast.Accumulate(_span(meta), c[0], c[1], c[2])
 
+    def index_decl(self, meta, c):
+        name, value, lo, hi = c
+        return ast.IndexDecl(_span(meta), str(name), _span(name), value, lo, hi)
+
     def for_stmt(self, meta, c):
         var, lo, hi, body = c
         return ast.For(_span(meta), str(var), _span(var), lo, hi, body)

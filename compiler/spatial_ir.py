@@ -368,6 +368,14 @@ class Recv(Op):
 
 
 @dataclass
+class LoadIndex(Op):             # var = trunc(src's one f32 value), clamped to lo .. hi - 1 (ldw)
+    var: str
+    src: View
+    lo: int
+    hi: int
+
+
+@dataclass
 class Widen(Op):                 # dst (f32) = src's bf16 or f16 halves, exactly
     dst: View
     src: View
@@ -506,6 +514,8 @@ def _format_ops(ops, lines, depth, region=None):
             lines.append(f"{pad}recv {op.stream} {format_view(op.dst)}{slot}")
         elif isinstance(op, Wait):
             lines.append(f"{pad}wait slot{op.slot}")
+        elif isinstance(op, LoadIndex):
+            lines.append(f"{pad}index {op.var} = {format_view(op.src)} in {op.lo} .. {op.hi}")
         elif isinstance(op, Widen):
             lines.append(f"{pad}{format_view(op.dst)} = widen {op.dtype} {format_view(op.src)}")
         elif isinstance(op, Transfer):

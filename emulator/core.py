@@ -26,7 +26,8 @@ from .vector_ops import (desc_base, desc_in_bounds, desc_is_dense, desc_len, mat
 HALT = isa.HALT
 VFILL, VCOPY, VSCALE, VFMAC, MMAC = isa.VFILL, isa.VCOPY, isa.VSCALE, isa.VFMAC, isa.MMAC
 VADD, VMIN, VDIV, VSQRT, VEXP, VTANH = isa.VADD, isa.VMIN, isa.VDIV, isa.VSQRT, isa.VEXP, isa.VTANH
-VMASK, VWIDEN = isa.VMASK, isa.VWIDEN
+VMASK, VWIDEN, LDW = isa.VMASK, isa.VWIDEN, isa.LDW
+INT32_MAX, INT32_MIN = 2147483647, -2147483648
 SEND, RECV, SENDX, RECVX, WAIT = isa.SEND, isa.RECV, isa.SENDX, isa.RECVX, isa.WAIT
 BLOCKING_SLOT, STREAM_SLOTS = isa.BLOCKING_SLOT, isa.STREAM_SLOTS
 
@@ -129,6 +130,26 @@ def run_tile(t, code, descs, fimm, tiles, streams, queues, rec, timing, budget):
             status[t] = ST_HALT
             done_here += 1
             break
+        if op == LDW:  # a value read from SRAM into a register (a token id, a position)
+            bd = desc_base(descs, b, r)
+            if not desc_in_bounds(descs, b, bd, words):
+                status[t] = ST_FAULT
+                tiles.fault[t] = FAULT_ADDRESS
+                break
+            done_here += 1
+            charge(p, PH_SCALAR, issue, clk)
+            clk += issue
+            v = m[bd]
+            if v != v:
+                r[a] = 0
+            elif v >= INT32_MAX:
+                r[a] = INT32_MAX
+            elif v <= INT32_MIN:
+                r[a] = INT32_MIN
+            else:
+                r[a] = int(v)  # toward zero
+            p += 1
+            continue
         if op < VFILL:  # scalar: integer registers and control flow
             done_here += 1
             charge(p, PH_SCALAR, issue, clk)

@@ -41,6 +41,8 @@ BNE = 15
 BLT = 16      # ra, rb, target      branch if ra < rb
 BGE = 17
 LOOP = 18     # r, limit, target    r += 1; branch to target if r < limit
+LDW = 19      # rd, src             rd = the f32 at src's first element, truncated toward zero (NaN: 0,
+              #                     saturated to int32): a value read from SRAM into a register
 # vector instructions over descriptors (f32)
 VFILL = 32    # dst, imm#            dst[i] = fimm[imm#]
 VCOPY = 33    # dst, src
@@ -76,7 +78,7 @@ STREAM_SLOTS = ASYNC_SLOTS + 1
 MNEMONIC = {
     HALT: "halt", LI: "li", ADDI: "addi", MULI: "muli", DIVI: "divi", MODI: "modi",
     ADD: "add", SUB: "sub", MUL: "mul", DIV: "div", MOD: "mod", MINR: "min", MAXR: "max",
-    JMP: "jmp", BEQ: "beq", BNE: "bne", BLT: "blt", BGE: "bge", LOOP: "loop",
+    JMP: "jmp", BEQ: "beq", BNE: "bne", BLT: "blt", BGE: "bge", LOOP: "loop", LDW: "ldw",
     VFILL: "vfill", VCOPY: "vcopy", VADD: "vadd", VSUB: "vsub", VMUL: "vmul",
     VMAX: "vmax", VMIN: "vmin", VSCALE: "vscale", VFMAC: "vfmac", MMAC: "mmac",
     VDIV: "vdiv", VSQRT: "vsqrt", VEXP: "vexp", VTANH: "vtanh", VMASK: "vmask", VWIDEN: "vwiden",
@@ -89,7 +91,7 @@ MNEMONIC = {
 OPERANDS = {
     HALT: "", LI: "ri", ADDI: "rri", MULI: "rri", DIVI: "rri", MODI: "rri",
     ADD: "rrr", SUB: "rrr", MUL: "rrr", DIV: "rrr", MOD: "rrr", MINR: "rrr", MAXR: "rrr",
-    JMP: "t", BEQ: "rrt", BNE: "rrt", BLT: "rrt", BGE: "rrt", LOOP: "rit",
+    JMP: "t", BEQ: "rrt", BNE: "rrt", BLT: "rrt", BGE: "rrt", LOOP: "rit", LDW: "rd",
     VFILL: "df", VCOPY: "dd", VADD: "ddd", VSUB: "ddd", VMUL: "ddd", VMAX: "ddd",
     VMIN: "ddd", VSCALE: "ddf", VFMAC: "ddd", MMAC: "ddd", SEND: "cd", RECV: "cd",
     VDIV: "ddd", VSQRT: "dd", VEXP: "dd", VTANH: "dd", VMASK: "dfr", VWIDEN: "ddi",

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import fabric, scheduler
+from . import fabric, isa, scheduler
 from .isa import format_instruction
 from .program import Program, TensorIO
 from .budget import B_ROUNDS_PER_CALL, B_SLICE_CYCLES, B_SLICE_INSTRUCTIONS, P_ROUNDS, RunBudget
@@ -157,6 +157,9 @@ class Emulator:
         sharded = workers != 1
         if sharded and timing == "cycle":
             raise EmulatorError("--timing cycle runs in one process; drop --workers")
+        if timing == "cycle" and np.any(program.code[:, 0] == isa.LDW):
+            raise EmulatorError("--timing cycle cannot run this program: the cycle-level model holds no SRAM "
+                                "values, so it cannot follow an index read from SRAM (ldw)")
         rows = (0, 0) if sharded else None  # a sharded run's coordinator holds no SRAM
         _require_memory(FabricState.estimate_bytes(program, len(traced), per_tile, len(self.phase_names),
                                                    rows=rows), program.config)

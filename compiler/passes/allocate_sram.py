@@ -17,7 +17,7 @@ import heapq
 from tilegrid.emulator.config import MachineConfig
 
 from ..diagnostics import CompileError
-from ..spatial_ir import (Copy, Elementwise, Fill, Fmac, IfTile, Loop, Mask, MatMac, Recv, Scale, Send,
+from ..spatial_ir import (Copy, Elementwise, Fill, Fmac, IfTile, LoadIndex, Loop, Mask, MatMac, Recv, Scale, Send,
                           SpatialKernel, Unary, View, Wait, Widen)
 
 
@@ -108,6 +108,8 @@ def op_views(op) -> list[View]:
         return [op.src]
     if isinstance(op, Recv):
         return [op.dst]
+    if isinstance(op, LoadIndex):
+        return [op.src]
     if isinstance(op, Wait):  # an asynchronous stream's buffers stay live until its wait
         return list(op.views)
     return []

@@ -26,7 +26,8 @@ from tilegrid.emulator.program import BufferPlacement, CodeRegion, Program, Tens
 from ..diagnostics import CompileError
 from .allocate_sram import op_views
 from ..spatial_ir import (INT32_MAX, INT32_MIN, IBin, IBool, ICmp, IConst, IfTile, INot, IVar, Copy, Elementwise,
-                          Fill, Fmac, Loop, Mask, MatMac, Recv, Scale, Send, SpatialKernel, Unary, View, Wait, Widen,
+                          Fill, Fmac, LoadIndex, Loop, Mask, MatMac, Recv, Scale, Send, SpatialKernel, Unary, View,
+                          Wait, Widen,
                           format_iexpr, interval_of, walk)
 
 BINARY = {"add": isa.VADD, "sub": isa.VSUB, "mul": isa.VMUL, "div": isa.VDIV, "max": isa.VMAX, "min": isa.VMIN}
@@ -198,7 +199,26 @@ class _Emitter:
             self.span = op.span or outer_span
             self.note = op.note or outer_note
             self.op(op)
+        for op in ops:  # an index lives to the end of the block that reads it
+            if isinstance(op, LoadIndex):
+                self.release(self.var_regs.pop(op.var), True)
+                del self.ranges[op.var]
         self.span, self.note = outer_span, outer_note
+
+    def load_index(self, op: LoadIndex):
+        """ldw, then clamp to lo .. hi - 1."""
+        d, reg, owned = self.desc(op.src)
+        out = self.alloc()
+        self.emit(isa.LDW, out, d)
+        self.release(reg, owned)
+        bound = self.alloc()
+        for value, clamp in ((op.lo, isa.MAXR), (op.hi - 1, isa.MINR)):
+            self.require_int32((value, value), IConst(value))
+            self.emit(isa.LI, bound, value)
+            self.emit(clamp, out, out, bound)
+        self.release(bound, True)
+        self.var_regs[op.var] = out
+        self.ranges[op.var] = (op.lo, op.hi - 1)
 
     def op(self, op):
         if isinstance(op, Fill):
@@ -236,6 +256,8 @@ class _Emitter:
             self.release(reg, owned)
         elif isinstance(op, Wait):
             self.emit(isa.WAIT, op.slot)
+        elif isinstance(op, LoadIndex):
+            self.load_index(op)
         elif isinstance(op, Loop):
             self.loop(op)
         elif isinstance(op, IfTile):
@@ -268,7 +290,7 @@ class _Emitter:
     def hoist_invariants(self, loop: Loop) -> list:
         """Compute the loop body's invariant index expressions into registers now;
         returns the expressions now held, for the caller to release after the loop."""
-        inner = {loop.var} | {o.var for o in walk(loop.body) if isinstance(o, Loop)}
+        inner = {loop.var} | {o.var for o in walk(loop.body) if isinstance(o, (Loop, LoadIndex))}
         uses = Counter()
         for o in walk(loop.body):
             for e, operand in _index_exprs(o):
@@ -276,16 +298,17 @@ class _Emitter:
                     if part not in self.held:
                         uses[part] += _nodes(part)
         # keep room for this loop's counter, the loops inside it and the widest instruction
-        return self._hold([e for e, _ in uses.most_common()], 1 + _loop_depth(loop.body) + _widest(loop.body))
+        return self._hold([e for e, _ in uses.most_common()],
+                          1 + _loop_depth(loop.body) + _widest(loop.body) + _indices(loop.body))
 
     def hoist_repeated(self, loop: Loop) -> list:
         """At the top of each iteration, compute the index expressions that the
         iteration would otherwise compute more than once on its way through the body
         (a fold's buffer half, used by the receives of a and of b)."""
-        inner = {o.var for o in walk(loop.body) if isinstance(o, Loop)}
+        inner = {o.var for o in walk(loop.body) if isinstance(o, (Loop, LoadIndex))}
         uses = _path_uses(loop.body, inner, set(self.held))
         repeated = [e for e, n in uses.most_common() if n > 1]
-        return self._hold(repeated, _loop_depth(loop.body) + _widest(loop.body))
+        return self._hold(repeated, _loop_depth(loop.body) + _widest(loop.body) + _indices(loop.body))
 
     def _hold(self, candidates: list, reserve: int) -> list:
         """Compute as many candidates as the free registers allow beyond `reserve` into
@@ -411,6 +434,12 @@ def _path_uses(ops, inner: set, held: set) -> Counter:
         elif isinstance(o, Loop):
             uses.update(_path_uses(o.body, inner, held))
     return uses
+
+
+def _indices(ops) -> int:
+    """Registers the indices read in ops hold (each until the end of its block), and one to clamp."""
+    n = sum(isinstance(o, LoadIndex) for o in walk(ops))
+    return n + 1 if n else 0
 
 
 def _loop_depth(ops) -> int:
