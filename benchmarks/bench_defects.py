@@ -35,6 +35,7 @@ SIZES = {
     "rmsnorm": ({"R": 64, "C": 64}, {}),
     "swiglu": ({"S": 32, "Dm": 32, "Dff": 64}, {}),
     "rope": ({"R": 32, "D": 16, "P": 48}, {"pos": 9}),
+    "argmax": ({"N": 256}, {}),
     "llama_layer": ({"S": 256, "Dm": 32, "Dh": 8, "Dq": 64, "Dkv": 32, "Dff": 64}, {"heads": 8, "kv_heads": 4}),
     "llama_model": ({"L": 2, "S": 256, "Dm": 32, "Dh": 8, "Dq": 32, "Dkv": 32, "Dff": 64}, {"heads": 4, "kv_heads": 4}),
     # on regions of 8x16 tiles

@@ -88,3 +88,10 @@ def llama_model(inputs: dict, params: dict, grid: tuple) -> dict:
         weights = {n: inputs[n][layer] for n in LAYER_WEIGHTS}
         h = llama_layer({**weights, "x": h, "cos": inputs["cos"], "sin": inputs["sin"]}, params, grid)["y"]
     return {"y": rmsnorm({"X": h, "g": inputs["final_norm"]}, {"eps": params.get("eps", 1e-5)}, grid)["Y"]}
+
+
+def argmax(inputs: dict, params: dict, grid: tuple) -> dict:
+    """kernels/argmax.tg: the lowest index of the largest value (numpy's argmax), as f32.
+    (The kernel reads its indices from the idx table: they are what it returns.)"""
+    x, idx = f32(inputs["x"])[0], f32(inputs["idx"])[0]
+    return {"best": np.array([[idx[int(np.argmax(x))]]], np.float32)}

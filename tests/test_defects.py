@@ -229,6 +229,7 @@ KERNELS_16x16 = [
     ("swiglu", {"S": 32, "Dm": 32, "Dff": 64}, {}),
     ("rope", {"R": 32, "D": 16, "P": 48}, {"pos": 9}),
     ("llama_layer", {"S": 256, "Dm": 32, "Dh": 8, "Dq": 64, "Dkv": 32, "Dff": 64}, {"heads": 8, "kv_heads": 4}),
+    ("argmax", {"N": 256}, {}),
     ("llama_model", {"L": 2, "S": 256, "Dm": 32, "Dh": 8, "Dq": 32, "Dkv": 32, "Dff": 64},
      {"heads": 4, "kv_heads": 4}),
     # on regions of 8x16 tiles: attention needs S a multiple of a region's tiles

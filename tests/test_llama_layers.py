@@ -78,3 +78,18 @@ def test_the_layer_refuses_weights_that_do_not_match_its_heads():
     with pytest.raises(CompileError) as err:
         tilegrid.run_kernel("llama_layer", inputs, grid=(2, 2), params={"heads": 4, "kv_heads": 1})
     assert "kv_heads * Dh columns" in str(err.value)
+
+
+@pytest.mark.parametrize("grid, N", [((4, 2), 64), ((1, 1), 12), ((8, 1), 8), ((2, 3), 20)])
+def test_argmax_picks_the_lowest_index_of_the_largest_value(grid, N):
+    rng = np.random.default_rng(N)
+    idx = np.arange(N, dtype=np.float32)[None]
+    cases = [rng.standard_normal((1, N)).astype(np.float32) * 5,
+             np.full((1, N), -3.0, np.float32),                       # all equal: index 0
+             np.linspace(-1, 1, N, dtype=np.float32)[None],           # the last one
+             np.where(np.arange(N) % 3 == 0, -np.inf, 1e-38).astype(np.float32)[None]]  # tiny ties, -inf
+    cases[0][0, [N // 3, N - 1]] = 50.0                                # a tie: the lower index wins
+    for x in cases:
+        result = tilegrid.run_kernel("argmax", {"x": x, "idx": idx}, grid=grid, check=True)
+        assert result.check.ok, result.check.summary()
+        assert result.outputs["best"][0, 0] == np.argmax(x)             # independently of the reference
