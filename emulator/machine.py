@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 
+import ml_dtypes
 import numpy as np
 
 from . import fabric, isa, scheduler
@@ -109,20 +110,20 @@ def program_phases(program: Program) -> tuple[list[str], np.ndarray]:
     return names, of_pc
 
 
+HALF_TYPES = {"bf16": ml_dtypes.bfloat16, "f16": np.float16}  # numpy has no bfloat16
+
+
 def to_half(values, dtype: str) -> np.ndarray:
     """values rounded to bf16 or f16 (to nearest, ties to even), as f32: what a tile
     holding them as that type widens them back to."""
-    import ml_dtypes  # bf16: numpy has no bfloat16
-    half = ml_dtypes.bfloat16 if dtype == "bf16" else np.float16
-    return np.asarray(values, np.float32).astype(half).astype(np.float32)
+    return np.asarray(values, np.float32).astype(HALF_TYPES[dtype]).astype(np.float32)
 
 
 def pack_halves(values: np.ndarray, dtype: str) -> np.ndarray:
     """float32 [..., n] -> the words [..., n / 2] of their bf16 or f16 halves, element 2j
     in word j's low 16 bits and 2j + 1 in its high (the layout vwiden reads)."""
-    import ml_dtypes
-    half = ml_dtypes.bfloat16 if dtype == "bf16" else np.float16
-    bits = np.ascontiguousarray(np.asarray(values, np.float32).astype(half)).view(np.uint16).astype(np.uint32)
+    halves = np.ascontiguousarray(np.asarray(values, np.float32).astype(HALF_TYPES[dtype]))
+    bits = halves.view(np.uint16).astype(np.uint32)
     return (bits[..., 0::2] | (bits[..., 1::2] << 16)).view(np.float32)
 
 
