@@ -108,6 +108,9 @@ class Checker(ScalarEval, Composition, Regions):
             else:
                 raise CompileError(f"parameter '{p.name}' has no default; give it with --param {p.name}=VALUE",
                                    p.span)
+            if p.type == "int" and not isinstance(value, (int, float)):  # a run-time value from the caller
+                self._define(p.name, Sym("rint", value, p.span))
+                continue
             if p.type == "int":
                 if isinstance(value, float) and not float(value).is_integer():
                     raise CompileError(f"parameter '{p.name}' is an int, got {value!r}", p.span)

@@ -10,7 +10,7 @@ from . import ast
 from .diagnostics import CompileError
 from .scalars import to_iexpr
 from .symbols import Dist, Sym
-from .spatial_ir import Broadcast, Copy, IConst, IVar, Loop, View, fmt_shape, ibin
+from .spatial_ir import Broadcast, Copy, IBool, ICmp, IConst, INot, IVar, Loop, View, fmt_shape, ibin
 
 
 def slice_dim(view: View, dim: int, index, length: int) -> View:
@@ -127,7 +127,8 @@ class Composition:
         if callee.name in self.call_stack:
             raise CompileError(f"kernel '{callee.name}' calls itself", e.span)
         tparams = [p for p in callee.params if isinstance(p, ast.TensorDecl)]
-        sparams = {p.name for p in callee.params if isinstance(p, ast.ScalarParam)}
+        callee_types = {p.name: p.type for p in callee.params if isinstance(p, ast.ScalarParam)}
+        sparams = set(callee_types)
         if len(e.args) != len(tparams):
             raise CompileError(f"kernel '{callee.name}' takes {len(tparams)} tensors "
                                f"({', '.join(p.name for p in tparams)}), got {len(e.args)}", e.span)
@@ -139,9 +140,12 @@ class Composition:
             if name not in sparams:
                 raise CompileError(f"kernel '{callee.name}' has no parameter '{name}'", expr.span)
             value = self._value(expr)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise CompileError(f"'{name}' must be a number known at compile time", expr.span)
-            params[name] = value
+            run_time_int = callee_types[name] == "int" and not isinstance(value, (bool, int, float, ICmp, IBool, INot))
+            if not run_time_int and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise CompileError(f"'{name}' must be a number known at compile time"
+                                   + (" (only int parameters take run-time values)" if callee_types[name] != "int"
+                                      else ""), expr.span)
+            params[name] = value  # a run-time int (a loop variable, a position) binds as itself
         args = [self._widened_dist(self._dist_value(a), a.span) for a in e.args]  # calls compute in f32
         child = type(self)(callee, self.W, self.H, self.shared, self.ranges, f"{self.prefix}{callee.name}.",
                            self.call_stack, self.call_site or e.span)

@@ -392,6 +392,11 @@ class Transfer(Op):              # each tile of src_region sends its block to th
 
 
 @dataclass
+class Overwrite(Op):             # no code: what follows writes all of view before reading it, on every
+    view: View                   # tile (a chunked all-reduce's result), so its old value is dead here
+
+
+@dataclass
 class Wait(Op):                  # block until the slot's stream is done
     slot: int
     views: list                  # what the stream reads or writes: live until here
@@ -514,6 +519,8 @@ def _format_ops(ops, lines, depth, region=None):
             lines.append(f"{pad}recv {op.stream} {format_view(op.dst)}{slot}")
         elif isinstance(op, Wait):
             lines.append(f"{pad}wait slot{op.slot}")
+        elif isinstance(op, Overwrite):
+            lines.append(f"{pad}overwrite {format_view(op.view)}")
         elif isinstance(op, LoadIndex):
             lines.append(f"{pad}index {op.var} = {format_view(op.src)} in {op.lo} .. {op.hi}")
         elif isinstance(op, Widen):

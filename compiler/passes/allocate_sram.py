@@ -17,8 +17,8 @@ import heapq
 from tilegrid.emulator.config import MachineConfig
 
 from ..diagnostics import CompileError
-from ..spatial_ir import (Copy, Elementwise, Fill, Fmac, IfTile, LoadIndex, Loop, Mask, MatMac, Recv, Scale, Send,
-                          SpatialKernel, Unary, View, Wait, Widen)
+from ..spatial_ir import (Copy, Elementwise, Fill, Fmac, IfTile, LoadIndex, Loop, Mask, MatMac, Overwrite, Recv, Scale,
+                          Send, SpatialKernel, Unary, View, Wait, Widen)
 
 
 def allocate_sram(k: SpatialKernel, config: MachineConfig, reserved_words: int = 0) -> SpatialKernel:
@@ -112,6 +112,8 @@ def op_views(op) -> list[View]:
         return [op.src]
     if isinstance(op, Wait):  # an asynchronous stream's buffers stay live until its wait
         return list(op.views)
+    if isinstance(op, Overwrite):
+        return [op.view]
     return []
 
 
@@ -159,17 +161,23 @@ def _live_ranges(k: SpatialKernel) -> dict:
 def _first_access(ops, buf) -> str | None:
     """'def' when the first thing `ops` do to buf, on every tile, is to write all of it
     without reading it; 'use' when something else touches it first; None if nothing does."""
-    for op in ops:
+    for i, op in enumerate(ops):
         if isinstance(op, Loop):  # a loop runs at least once (empty ones are not emitted)
             found = _first_access(op.body, buf)
         elif isinstance(op, IfTile):
             then, orelse = _first_access(op.then, buf), _first_access(op.orelse, buf)
-            found = None if then is None and orelse is None else "def" if then == orelse == "def" else "use"
+            if (then is None) != (orelse is None):  # the tiles of the other branch meet buf later, if at all
+                rest = _first_access(ops[i + 1:], buf)
+                then, orelse = then or rest, orelse or rest
+            found = "use" if "use" in (then, orelse) else "def" if "def" in (then, orelse) else None
+            if found is not None:
+                return found
+            continue
         else:
             views = op_views(op)
             if not any(v.buffer is buf for v in views):
                 continue
-            whole = isinstance(op, (Fill, Copy, Elementwise, Scale, Unary, Recv, Widen)) and \
+            whole = isinstance(op, (Fill, Copy, Elementwise, Scale, Unary, Recv, Widen, Overwrite)) and \
                 views[0].same_as(buf.full_view()) and all(v.buffer is not buf for v in views[1:])
             found = "def" if whole else "use"
         if found is not None:

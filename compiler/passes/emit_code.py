@@ -27,7 +27,7 @@ from ..diagnostics import CompileError
 from .allocate_sram import op_views
 from ..spatial_ir import (INT32_MAX, INT32_MIN, IBin, IBool, ICmp, IConst, IfTile, INot, IVar, Copy, Elementwise,
                           Fill, Fmac, LoadIndex, Loop, Mask, MatMac, Recv, Scale, Send, SpatialKernel, Unary, View,
-                          Wait, Widen,
+                          Overwrite, Wait, Widen,
                           format_iexpr, interval_of, walk)
 
 BINARY = {"add": isa.VADD, "sub": isa.VSUB, "mul": isa.VMUL, "div": isa.VDIV, "max": isa.VMAX, "min": isa.VMIN}
@@ -256,6 +256,8 @@ class _Emitter:
             self.release(reg, owned)
         elif isinstance(op, Wait):
             self.emit(isa.WAIT, op.slot)
+        elif isinstance(op, Overwrite):
+            pass  # the allocator's note
         elif isinstance(op, LoadIndex):
             self.load_index(op)
         elif isinstance(op, Loop):

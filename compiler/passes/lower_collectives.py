@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from ..composition import slice_dim
 from ..spatial_ir import (Broadcast, BroadcastFinish, BroadcastStart, Buffer, Copy, Elementwise, ICmp, IConst, IfTile, IVar, IBin, Loop,
-                          Recv, Reduce, Send, Shift, ShiftFinish, ShiftStart, SpatialKernel, Wait)
+                          Overwrite, Recv, Reduce, Send, Shift, ShiftFinish, ShiftStart, SpatialKernel, Wait)
 
 AXIS = {"row": ("tx", "width"), "col": ("ty", "height")}
 FORWARD = {"row": "east", "col": "south"}
@@ -224,5 +224,7 @@ def _reduce(op: Reduce, k, temps):
     result_view = op.dst if into_dst else accv
     told = [] if early else [Send(bcast, result_view, span=s)]
     back = IfTile(last, told + ([] if into_dst else _copy_unless_same(op.dst, accv, s)), take, span=s)
-    return before + [IfTile(ICmp("==", c, IConst(0)), first, middle, span=s), back]
+    # every tile writes all of acc, and of dst when it is not src, before reading them
+    fresh = [Overwrite(accv, span=s)] + ([Overwrite(op.dst, span=s)] if early else [])
+    return fresh + before + [IfTile(ICmp("==", c, IConst(0)), first, middle, span=s), back]
 
