@@ -112,3 +112,67 @@ def test_unknown_import(tmp_path):
     with pytest.raises(CompileError, match="no bundled kernel 'nosuch' to import"):
         compile_text(tmp_path, "import nosuch\nkernel k(A: f32[4] block(x)) -> B: f32[4] block(x) { B = A }\n",
                      (1, 1), {"A": (4,)})
+
+
+def test_an_int_parameter_takes_a_run_time_value(tmp_path, rng):
+    """A loop variable passed to a called kernel's int parameter: each call picks its
+    own row of the table, at run time (the cache position of a decode step)."""
+    (tmp_path / "pick.tg").write_text("""
+kernel pick(T: f32[P, C] replicated, at: int = 0) -> Y: f32[1, C] replicated
+{
+    Y = T[at +: 1, :] * 2.0
+}
+""")
+    text = """
+import "pick.tg"
+kernel rows(T: f32[P, C] replicated) -> Y: f32[P, C] replicated
+{
+    for i in 0 .. P {
+        Y[P - 1 - i +: 1, :] = pick(T, at = i)
+    }
+}
+"""
+    T = rng.standard_normal((5, 3)).astype(np.float32)
+    out, _ = run_program(compile_text(tmp_path, text, (2, 1), {"T": T.shape}).program, {"T": T})
+    assert_bits_equal(out["Y"], T[::-1] * np.float32(2.0))
+    np.testing.assert_array_equal(out["Y"].astype(np.float64), T[::-1].astype(np.float64) * 2)
+    # the slice is still checked over the loop's whole range
+    with pytest.raises(CompileError, match="outside"):
+        compile_text(tmp_path, text.replace("at = i", "at = i + 1"), (2, 1), {"T": T.shape})
+    # only int parameters take run-time values
+    (tmp_path / "scale.tg").write_text("kernel scale(T: f32[P, C] replicated, s: float = 1.0) -> Y: f32[P, C] "
+                                       "replicated { Y = T * s }\n")
+    bad = 'import "scale.tg"\nkernel k(T: f32[P, C] replicated) -> Y: f32[P, C] replicated\n' \
+          '{\n    for i in 0 .. 2 {\n        Y = scale(T, s = i)\n    }\n}\n'
+    with pytest.raises(CompileError, match="only int parameters take run-time values"):
+        compile_text(tmp_path, bad, (1, 1), {"T": (2, 2)})
+
+
+def test_an_all_reduce_in_a_loop_keeps_its_buffers_to_one_iteration(tmp_path):
+    """Each iteration writes the reduction's accumulator whole before reading it, so
+    the accumulator is dead after the reduction and a later statement of the same
+    iteration (t) may take its words: the plan holds X, Y, s and one more block."""
+    text = """
+kernel k(X: f32[L, R, C] block(_, _, x)) -> Y: f32[L, R, C] block(_, _, x)
+{
+    tensor s: f32[R, C] block(_, x)
+    tensor t: f32[R, C] block(_, x)
+    for l in 0 .. L {
+        s = reduce_row(X[l], add)
+        t = s * 2.0
+        Y[l] = t
+    }
+}
+"""
+    program = compile_text(tmp_path, text, (4, 1), {"X": (3, 64, 64)}).program
+    where = {b.name: b for b in program.buffers}
+    assert where["%acc0"].live[1] < where["t"].live[0]
+    assert where["%acc0"].addr == where["t"].addr
+    assert program.sram_words == 2 * 3 * 64 * 16 + 2 * 64 * 16
+    X = np.random.default_rng(0).standard_normal((3, 64, 64)).astype(np.float32)
+    out, _ = run_program(program, {"X": X})
+    parts = [X[..., c * 16:(c + 1) * 16] for c in range(4)]
+    want = ((parts[0] + parts[1]) + parts[2]) + parts[3]
+    assert_bits_equal(out["Y"], np.concatenate([want] * 4, axis=-1) * np.float32(2.0))
+    np.testing.assert_allclose(out["Y"].astype(np.float64)[..., :16],
+                               2 * X.astype(np.float64).reshape(3, 64, 4, 16).sum(axis=2), rtol=1e-5, atol=1e-4)
