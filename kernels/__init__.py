@@ -8,8 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import (attention_ref, block_pipelined_ref, gemv_ref, ground_truth, layernorm_ref, llama_layers_ref,
-               matmul_cannon_ref, matmul_ref, matmul_systolic_ref, mlp_ref, softmax_ref, transformer_block_ref)
+from . import (attention_ref, block_pipelined_ref, gemv_ref, ground_truth, layernorm_ref, llama_generate_ref,
+               llama_layers_ref, matmul_cannon_ref, matmul_ref, matmul_systolic_ref, mlp_ref, softmax_ref, transformer_block_ref)
 
 KERNEL_DIR = Path(__file__).parent
 
@@ -101,6 +101,34 @@ def _llama_model_inputs(rng, s):
     return out
 
 
+def _llama_stack(rng, s):
+    """L layers' weights for llama_step's layouts, [in, out], stacked [L, ...]."""
+    dm, dff, dq, dkv, n = s["Dm"], s["Dff"], s["Dq"], s["Dkv"], s["L"]
+    return {"attn_norm": 1 + _randn(rng, n, dm, scale=0.1), "wq": _randn(rng, n, dm, dq, scale=dm ** -0.5),
+            "wk": _randn(rng, n, dm, dkv, scale=dm ** -0.5), "wv": _randn(rng, n, dm, dkv, scale=dm ** -0.5),
+            "wo": _randn(rng, n, dq, dm, scale=dq ** -0.5), "mlp_norm": 1 + _randn(rng, n, dm, scale=0.1),
+            "w_gate": _randn(rng, n, dm, dff, scale=dm ** -0.5), "w_up": _randn(rng, n, dm, dff, scale=dm ** -0.5),
+            "w_down": _randn(rng, n, dff, dm, scale=dff ** -0.5)}
+
+
+def _llama_step_inputs(rng, s):
+    """One layer, R new rows, and a cache of P positions holding earlier keys and values."""
+    cos, sin = llama_layers_ref.rope_tables(s["P"], s["Dh"])
+    layer = {n: w[0] for n, w in _llama_stack(rng, {**s, "L": 1}).items()}
+    return {"x": _randn(rng, s["R"], s["Dm"]), **layer, "Kc": _randn(rng, s["P"], s["Dkv"]),
+            "Vc": _randn(rng, s["P"], s["Dkv"]), "cos": cos, "sin": sin}
+
+
+def _llama_generate_inputs(rng, s):
+    """A random model of L layers, a prompt of S token ids, rotary tables of P positions."""
+    cos, sin = llama_layers_ref.rope_tables(s["P"], s["Dh"])
+    vocab, dm = s["V"], s["Dm"]
+    return {"prompt": rng.integers(0, vocab, (1, s["S"])).astype(np.float32),
+            "embed": _randn(rng, vocab, dm), **_llama_stack(rng, s),
+            "final_norm": 1 + _randn(rng, dm, scale=0.1), "lm_head": _randn(rng, dm, vocab, scale=dm ** -0.5),
+            "idx": np.arange(vocab, dtype=np.float32)[None], "cos": cos, "sin": sin}
+
+
 def _batch_inputs(rng, s, suffixes=("",)):
     """A batch of B sequences x [B, S, Dm] and one block's weights per suffix ('_a', '_b')."""
     out = {"x": _randn(rng, s["B"], s["S"], s["Dm"])}
@@ -155,6 +183,12 @@ BUNDLED = {
                          lambda rng, s: {"x": _randn(rng, 1, s["N"]) * 3,
                                          "idx": np.arange(s["N"], dtype=np.float32)[None]},
                          {"N": 256}),
+    "llama_step": KernelSpec("llama_step", llama_generate_ref.step_reference, ground_truth.llama_step,
+                             _llama_step_inputs, {"R": 1, "P": 32, "Dm": 64, "Dh": 8, "Dq": 64, "Dkv": 32,
+                                                  "Dff": 128}),
+    "llama_generate": KernelSpec("llama_generate", llama_generate_ref.generate, ground_truth.llama_generate,
+                                 _llama_generate_inputs, {"L": 2, "S": 8, "T": 8, "P": 16, "V": 64, "Dm": 64,
+                                                          "Dh": 8, "Dq": 64, "Dkv": 32, "Dff": 96}),
     "block_pipelined": KernelSpec("block_pipelined", block_pipelined_ref.block_pipelined,
                                   ground_truth.block_pipelined, _batch_inputs,
                                   {"B": 4, "S": 32, "Dm": 64, "Dff": 128}),

@@ -253,3 +253,97 @@ def argmax(inputs: dict, params: dict) -> tuple[dict, dict]:
     x = np.asarray(inputs["x"], np.float64)[0]
     best = np.asarray(inputs["idx"], np.float64)[0][int(np.argmax(x))]
     return {"best": np.array([[best]])}, {"best": np.zeros((1, 1))}
+
+
+def _llama_generate64(inputs: dict, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy generation in float64 as Hugging Face's LlamaForCausalLM computes it
+    (K/V heads repeated for GQA, BLAS products, no cache: every step attends over
+    the whole sequence so far), weights [in, out]. (tokens [1, T], logits [T, V])."""
+    f = {k: np.asarray(v, np.float64) for k, v in inputs.items()}
+    heads, kv_heads = int(params.get("heads", 8)), int(params.get("kv_heads", 4))
+    eps = float(np.float32(params.get("eps", 1e-5)))
+    steps, vocab, layers = int(params["T"]), f["embed"].shape[0], f["wq"].shape[0]
+    dh = f["cos"].shape[1]
+    group = heads // kv_heads
+
+    def norm(t, g):
+        return t / np.sqrt(np.mean(t * t, axis=1, keepdims=True) + eps) * g
+
+    def rotate(t, n):
+        return t * f["cos"][:n] + np.concatenate([-t[:, dh // 2:], t[:, :dh // 2]], axis=1) * f["sin"][:n]
+
+    def forward(ids):
+        x = f["embed"][ids]
+        n = len(ids)
+        for l in range(layers):
+            a = norm(x, f["attn_norm"][l])
+            q, k, v = a @ f["wq"][l], a @ f["wk"][l], a @ f["wv"][l]
+            o = np.zeros_like(q)
+            for i in range(heads):
+                j = i // group
+                qi, kj = rotate(q[:, i * dh:(i + 1) * dh], n), rotate(k[:, j * dh:(j + 1) * dh], n)
+                s = qi @ kj.T / np.sqrt(dh)
+                s = np.where(np.arange(n)[None, :] > np.arange(n)[:, None], -np.inf, s)
+                p = np.exp(s - s.max(axis=1, keepdims=True))
+                o[:, i * dh:(i + 1) * dh] = (p / p.sum(axis=1, keepdims=True)) @ v[:, j * dh:(j + 1) * dh]
+            h = x + o @ f["wo"][l]
+            a = norm(h, f["mlp_norm"][l])
+            g = a @ f["w_gate"][l]
+            x = h + (g / (1 + np.exp(-g)) * (a @ f["w_up"][l])) @ f["w_down"][l]
+        return norm(x[-1:], f["final_norm"]) @ f["lm_head"]
+
+    ids = [int(min(max(np.trunc(t), 0), vocab - 1)) for t in f["prompt"][0]]
+    tokens, logits = np.zeros((1, steps)), np.zeros((steps, vocab))
+    for t in range(steps):
+        logits[t] = forward(ids)[0]
+        tokens[0, t] = f["idx"][0][int(np.argmax(logits[t]))]
+        ids.append(int(tokens[0, t]))
+    return tokens, logits
+
+
+def llama_generate(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """The tokens exactly (a token the float64 model picks differently is a
+    failure), the logits within 1e-4 (L + 1) (|l64| + rms(l64))."""
+    tokens, logits = _llama_generate64(inputs, params)
+    rms = np.sqrt(np.mean(logits ** 2))
+    layers = np.asarray(inputs["wq"]).shape[0]
+    return {"tokens": tokens, "logits": logits}, {"tokens": np.zeros_like(tokens),
+                                                   "logits": 1e-4 * (layers + 1) * (np.abs(logits) + rms)}
+
+
+def llama_step(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """One layer over R rows at pos .. in float64: keys and values of positions
+    before pos come from the cache as given; the layer's stated bound."""
+    f = {k: np.asarray(v, np.float64) for k, v in inputs.items()}
+    heads, kv_heads = int(params.get("heads", 8)), int(params.get("kv_heads", 4))
+    eps = float(np.float32(params.get("eps", 1e-5)))
+    pos, x = int(params.get("pos", 0)), f["x"]
+    R, dh, group = x.shape[0], f["cos"].shape[1], heads // kv_heads
+    at = np.arange(pos, pos + R)
+    cos, sin = f["cos"][at], f["sin"][at]
+
+    def norm(t, g):
+        return t / np.sqrt(np.mean(t * t, axis=1, keepdims=True) + eps) * g
+
+    def rotate(t):
+        return t * cos + np.concatenate([-t[:, dh // 2:], t[:, :dh // 2]], axis=1) * sin
+
+    a = norm(x, f["attn_norm"])
+    q, k, v = a @ f["wq"], a @ f["wk"], a @ f["wv"]
+    K, V = f["Kc"].copy(), f["Vc"].copy()
+    n = pos + R
+    o = np.zeros_like(q)
+    for i in range(heads):
+        j = i // group
+        K[pos:n, j * dh:(j + 1) * dh] = rotate(k[:, j * dh:(j + 1) * dh])
+        V[pos:n, j * dh:(j + 1) * dh] = v[:, j * dh:(j + 1) * dh]
+        s = rotate(q[:, i * dh:(i + 1) * dh]) @ K[:n, j * dh:(j + 1) * dh].T / np.sqrt(dh)
+        s = np.where(np.arange(n)[None, :] > at[:, None], -np.inf, s)
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        o[:, i * dh:(i + 1) * dh] = (p / p.sum(axis=1, keepdims=True)) @ V[:n, j * dh:(j + 1) * dh]
+    h = x + o @ f["wo"]
+    a = norm(h, f["mlp_norm"])
+    g = a @ f["w_gate"]
+    y = h + (g / (1 + np.exp(-g)) * (a @ f["w_up"])) @ f["w_down"]
+    rms = np.sqrt(np.mean(y ** 2))
+    return {"y": y}, {"y": 1e-4 * (np.abs(y) + rms)}

@@ -232,6 +232,11 @@ KERNELS_16x16 = [
     ("argmax", {"N": 256}, {}),
     ("llama_model", {"L": 2, "S": 256, "Dm": 32, "Dh": 8, "Dq": 32, "Dkv": 32, "Dff": 64},
      {"heads": 4, "kv_heads": 4}),
+    # one head per tile column (32 of width 2), so the same model fits 16 and 32 columns
+    ("llama_step", {"R": 1, "P": 32, "Dm": 32, "Dh": 2, "Dq": 64, "Dkv": 64, "Dff": 64},
+     {"heads": 32, "kv_heads": 32, "pos": 5}),
+    ("llama_generate", {"L": 1, "S": 4, "T": 3, "P": 32, "V": 64, "Dm": 32, "Dh": 2, "Dq": 64, "Dkv": 64,
+                        "Dff": 64}, {"heads": 32, "kv_heads": 32, "T": 3}),
     # on regions of 8x16 tiles: attention needs S a multiple of a region's tiles
     ("block_pipelined", {"B": 2, "S": 128, "Dm": 32, "Dff": 64}, {"heads": 2, "causal": 1}),
     ("two_blocks_pipelined", {"B": 2, "S": 128, "Dm": 32, "Dff": 64}, {"heads": 2, "causal": 1}),
