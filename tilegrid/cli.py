@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -23,7 +24,7 @@ from tilegrid.emulator.machine import TIMING_MODES
 from tilegrid.emulator.program import Program
 from tilegrid.emulator.repair import repair
 
-from . import sweep
+from . import llm, sweep
 from .api import (check_against_reference, compile_kernel, machine, run_program_checked,
                   validate_inputs)
 from .errors import USER_ERRORS, UserError
@@ -123,13 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     fabric_args(comp)
 
     demo = sub.add_parser("demo", help="run a bundled model on random inputs and check it")
-    demo.add_argument("--model", choices=("matmul", "block", "pipeline", "wafer"), default="matmul",
+    demo.add_argument("--model", choices=("matmul", "block", "pipeline", "wafer", "llm"), default="matmul",
                       help="matmul: SUMMA C = A @ B; block: a pre-LN transformer block "
                            "(S=64, Dm=128, heads=4, Dff=512, causal); pipeline: the block with attention and "
                            "the MLP on two regions, then two blocks on two regions, over a batch of 4 sequences; "
                            "wafer: y = A x on a million tiles "
                            f"({WAFER_SIDE}x{WAFER_SIDE}, M = N = {4 * WAFER_SIDE}) with {WAFER_DEFECTS:.0%} "
-                           "defects (unless --defects or --defect-map say otherwise), repaired onto the spares")
+                           "defects (unless --defects or --defect-map say otherwise), repaired onto the spares; "
+                           "llm: a random 2-layer Llama checkpoint in bf16 generating 16 tokens after an 8-token "
+                           "prompt, checked, with the modeled tokens/s beside a GPU's bandwidth bound")
     demo.add_argument("--size", type=int, default=256, help="matmul: M = K = N (default 256)")
     demo.add_argument("--stats", metavar="FILE.json", nargs="?", const="",
                      help="print the time of each statement (kernel call); with FILE, also write run statistics as JSON")
@@ -138,6 +141,31 @@ def build_parser() -> argparse.ArgumentParser:
     shard_args(demo)
     observe_args(demo)
     budget_args(demo)
+
+    gen = sub.add_parser("generate", help="generate tokens with a Llama checkpoint held in tile SRAM",
+                         description="Greedy generation with a Hugging Face-style Llama checkpoint (config.json "
+                                     "and model.safetensors): the prompt in one pass, then one token at a time "
+                                     "with the KV cache in tile SRAM. Prints the tokens, the modeled time per "
+                                     "token and a GPU's bandwidth bound for the same model.")
+    gen.add_argument("checkpoint", help="a directory with config.json and model.safetensors")
+    gen.add_argument("--prompt-ids", required=True, metavar="1,2,3", help="the prompt's token ids")
+    gen.add_argument("--tokens", type=int, default=8, metavar="T", help="tokens to generate (default 8)")
+    gen.add_argument("--dtype", choices=llm.DTYPES,
+                     help="how the fabric holds the weights (default: the checkpoint's type)")
+    gen.add_argument("--context", type=int, metavar="P",
+                     help="positions the KV cache holds (default: the prompt and the tokens)")
+    gen.add_argument("--gpu-bandwidth", type=float, default=llm.DEFAULT_GPU_BANDWIDTH, metavar="BYTES/S",
+                     help=f"the HBM bandwidth of the GPU bound (default {llm.DEFAULT_GPU_BANDWIDTH:.3g}: one H100 SXM)")
+    gen.add_argument("--output", metavar="gen.json", help="write the prompt, the tokens and the modeled time as JSON")
+    gen.add_argument("--check", action="store_true",
+                     help="compare tokens and logits with the ordered reference model (raw bits) and a float64 model")
+    gen.add_argument("--stats", metavar="FILE.json", nargs="?", const="",
+                     help="print the time of each statement; with FILE, also write run statistics as JSON")
+    machine_args(gen)
+    fabric_args(gen)
+    shard_args(gen)
+    observe_args(gen)
+    budget_args(gen)
 
     sub.add_parser("kernels", help="list the bundled kernels")
 
@@ -149,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("run", "demo", "sweep") and sys.stderr.isatty() and cache_is_cold():
+    if args.command in ("run", "demo", "sweep", "generate") and sys.stderr.isatty() and cache_is_cold():
         print("tilegrid: compiling the emulator core; this happens once and takes about a minute",
               file=sys.stderr, flush=True)
     try:
@@ -181,7 +209,7 @@ def console_main() -> int:
 
 def _dispatch(args) -> int:
     return {"run": cmd_run, "compile": cmd_compile, "demo": cmd_demo, "kernels": cmd_kernels,
-            "sweep": sweep.cmd_sweep}[args.command](args)
+            "sweep": sweep.cmd_sweep, "generate": cmd_generate}[args.command](args)
 
 
 def _one_message(err) -> str:
@@ -274,6 +302,44 @@ def cmd_run(args) -> int:
     return 0
 
 
+def parse_ids(text: str, flag: str) -> list[int]:
+    try:
+        ids = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise UserError(f"{flag} takes token ids separated by commas, got {text!r}") from None
+    return ids
+
+
+def cmd_generate(args) -> int:
+    if args.param:
+        raise UserError("generate takes its sizes from the checkpoint's config.json, not --param")
+    cfg = _config(args)
+    args.fabric = _fabric(args, cfg)
+    budget = _budget(args)
+    if args.output and Path(args.output).is_dir():
+        raise UserError(f"cannot write '{args.output}': it is a directory")
+    gen = llm.generate(args.checkpoint, parse_ids(args.prompt_ids, "--prompt-ids"), args.tokens, cfg,
+                       dtype=args.dtype, context=args.context, check=args.check, gpu_bandwidth=args.gpu_bandwidth,
+                       run=lambda program, inputs, params, check: _observed_run(args, program, inputs, params,
+                                                                                check, budget))
+    return _print_generation(args, gen)
+
+
+def _print_generation(args, gen) -> int:
+    print(summary_line(gen.program, gen.stats))
+    _report(args, gen.program, gen.stats)
+    print(llm.describe(gen))
+    if args.output:
+        try:
+            Path(args.output).write_text(json.dumps(gen.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot write '{args.output}': {exc.strerror or exc}") from None
+    if gen.check is not None:
+        print(gen.check.summary())
+        return 0 if gen.check.ok else 1
+    return 0
+
+
 def _check_saved_inputs(program: Program, shapes: dict):
     for io in program.io:
         if io.role == "input" and io.name in shapes and tuple(shapes[io.name]) != tuple(io.shape):
@@ -312,6 +378,8 @@ def cmd_demo(args) -> int:
     rng = np.random.default_rng(0)
     if args.model == "pipeline":
         return _demo_pipeline(args, cfg, rng)
+    if args.model == "llm":
+        return _demo_llm(args, cfg, rng)
     if args.model == "wafer":
         name, params = "gemv", {}
         sizes = {"M": 4 * cfg.height, "N": 4 * cfg.width}
@@ -383,6 +451,40 @@ def _demo_pipeline(args, cfg, rng) -> int:
         print(times + "\n")
         ok &= report.ok
     return 0 if ok else 1
+
+
+def demo_llm_config(width: int, height: int) -> "llm.LlamaConfig":
+    """A small Llama sized to a width x height grid (hidden 128 on 8x8): at least 4
+    key-value heads, a whole number of them per tile column, two query heads each."""
+    def up(n, m):
+        return -(-n // m) * m
+    kv = up(4, width)
+    both = width * height // math.gcd(width, height)
+    return llm.LlamaConfig(hidden=16 * height, intermediate=up(24 * max(width, height), both), heads=2 * kv,
+                           kv_heads=kv, layers=2, vocab=up(128, width), eps=1e-5, theta=10000.0,
+                           head_dim=8 if width >= 4 else 4, tied=False)
+
+
+def _demo_llm(args, cfg, rng) -> int:
+    """A random bf16 checkpoint, written like a Hugging Face one, generating tokens."""
+    import tempfile  # noqa: PLC0415
+
+    model = demo_llm_config(cfg.width, cfg.height)
+    prompt, tokens = [int(t) for t in rng.integers(0, model.vocab, 8)], 16
+    print(f"tilegrid demo: a random {model.layers}-layer Llama (hidden {model.hidden}, {model.heads} heads, "
+          f"{model.kv_heads} key-value heads, MLP {model.intermediate}, vocabulary {model.vocab}) in bf16, "
+          f"a prompt of {len(prompt)} tokens and {tokens} generated, on a {cfg.width}x{cfg.height} grid")
+    budget = _budget(args)
+    with tempfile.TemporaryDirectory(prefix="tilegrid-llm-") as tmp:
+        path = llm.write_checkpoint(tmp, model, rng, "bf16")
+        t0 = time.perf_counter()
+        gen = llm.generate(path, prompt, tokens, cfg, check=True,
+                           run=lambda program, inputs, params, check: _observed_run(args, program, inputs, params,
+                                                                                    check, budget))
+    args.output = None
+    status = _print_generation(args, gen)
+    print(f"compile, emulate and check: {time.perf_counter() - t0:.2f} s")
+    return status
 
 
 def _demo_shapes(name: str, sizes: dict) -> list[tuple]:
