@@ -275,3 +275,30 @@ def test_bf16_weights_are_rounded_to_nearest_even_in_the_checkpoint(tmp_path):
     assert raw.dtype == ml_dtypes.bfloat16
     got = tensors["model.layers.0.self_attn.q_proj.weight"]
     assert np.array_equal(got, raw.astype(np.float32))
+
+
+@pytest.mark.parametrize("grid", [(2, 2), (4, 4), (4, 2), (2, 4)])
+def test_a_layer_taking_half_the_grids_sram_fits(grid):
+    """The issue's rule for one decode layer: weights, cache and activations up to half
+    of all the tiles' SRAM must compile. The MLP is grown to the largest width within
+    that half; nothing is gathered into whole rows, so it fits with room for the code."""
+    W, H = grid
+    cfg = MachineConfig(width=W, height=H)
+    heads, kv_heads, dh, dm, P = 2 * W, W, 8, 16 * H, 16 * H
+    dq, dkv = heads * dh, kv_heads * dh
+    step = W * H // np.gcd(W, H)
+
+    def data_bytes(dff):
+        weights = 2 * dm + 2 * dm * dq + 2 * dm * dkv + 3 * dm * dff
+        activations = 3 * dm + 2 * dq + 2 * dkv + 2 * dff
+        return 4 * (weights + 2 * P * dkv + activations + 2 * P * dh)   # with the rotary tables
+    dff = step
+    while data_bytes(dff + step) <= cfg.tiles * cfg.sram_bytes // 2:
+        dff += step
+    assert data_bytes(dff) <= cfg.tiles * cfg.sram_bytes // 2 < data_bytes(dff + step)
+    sizes = {"R": 1, "P": P, "Dm": dm, "Dh": dh, "Dq": dq, "Dkv": dkv, "Dff": dff}
+    inputs = kernels.BUNDLED["llama_step"].make_inputs(np.random.default_rng(1), sizes)
+    result = tilegrid.run_kernel("llama_step", inputs, grid=grid,
+                                 params={"pos": P - 1, "heads": heads, "kv_heads": kv_heads}, check=True)
+    assert result.check.ok, result.check.summary()
+    assert result.stats.sram_peak_bytes <= cfg.sram_bytes
