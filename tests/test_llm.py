@@ -166,11 +166,17 @@ def test_the_modeled_time_adds_up(tmp_path):
 
 
 def test_decode_costs_the_same_whatever_the_token(tmp_path):
-    """The step's code is static: two prompts give the same cycles per token."""
-    path = checkpoint(tmp_path, model(), "f32", seed=6)
-    a = llm.generate(path, [1, 2, 3], 4, MachineConfig(width=2, height=2))
-    b = llm.generate(path, [30, 0, 12], 4, MachineConfig(width=2, height=2))
-    assert a.modeled["cycles_per_token"] == b.modeled["cycles_per_token"]
+    """The step's code is static. On one tile column two prompts cost the same cycles
+    per token; on two columns only the embedding row's broadcast (from the column
+    holding the token) moves, by a few cycles."""
+    path = checkpoint(tmp_path, model(kv_heads=2), "f32", seed=6)
+    per_token = {}
+    for width in (1, 2):
+        for prompt in ([1, 2, 3], [30, 0, 12]):
+            gen = llm.generate(path, prompt, 4, MachineConfig(width=width, height=2))
+            per_token.setdefault(width, []).append(gen.modeled["cycles_per_token"])
+    assert per_token[1][0] == per_token[1][1]
+    assert abs(per_token[2][0] - per_token[2][1]) <= 0.01 * per_token[2][0]
 
 
 # ----------------------------------------------------------------- the CLI and its errors
