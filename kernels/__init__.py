@@ -129,6 +129,20 @@ def _llama_generate_inputs(rng, s):
             "idx": np.arange(vocab, dtype=np.float32)[None], "cos": cos, "sin": sin}
 
 
+def _llama_step_wide_inputs(rng, s):
+    """One decode step's layer in llama_step_wide's layout (random: the kernel's rules
+    hold for any values), with a cache of P positions and rotary tables."""
+    dm, dkv, dff, g, P = s["Dm"], s["Dkv"], s["Dff"], s["G"], s["P"]
+    angles = rng.uniform(0, 2 * np.pi, (P, dkv // 2))
+    return {"x": _randn(rng, 1, dm), "attn_norm": 1 + _randn(rng, dm, scale=0.1),
+            "wq": _randn(rng, g, dm, dkv, scale=dm ** -0.5), "wk": _randn(rng, dm, dkv, scale=dm ** -0.5),
+            "wv": _randn(rng, dm, dkv, scale=dm ** -0.5), "wo": _randn(rng, g, dkv, dm, scale=(g * dkv) ** -0.5),
+            "mlp_norm": 1 + _randn(rng, dm, scale=0.1), "w_gate": _randn(rng, dm, dff, scale=dm ** -0.5),
+            "w_up": _randn(rng, dm, dff, scale=dm ** -0.5), "w_down": _randn(rng, dff, dm, scale=dff ** -0.5),
+            "Kc": _randn(rng, P, dkv), "Vc": _randn(rng, P, dkv),
+            "cos": np.cos(angles).astype(np.float32), "sin": np.sin(angles).astype(np.float32)}
+
+
 def _batch_inputs(rng, s, suffixes=("",)):
     """A batch of B sequences x [B, S, Dm] and one block's weights per suffix ('_a', '_b')."""
     out = {"x": _randn(rng, s["B"], s["S"], s["Dm"])}
@@ -186,6 +200,9 @@ BUNDLED = {
     "llama_step": KernelSpec("llama_step", llama_generate_ref.step_reference, ground_truth.llama_step,
                              _llama_step_inputs, {"R": 1, "P": 32, "Dm": 64, "Dh": 8, "Dq": 64, "Dkv": 32,
                                                   "Dff": 128}),
+    "llama_step_wide": KernelSpec("llama_step_wide", llama_generate_ref.llama_step_wide,
+                                  ground_truth.llama_step_wide, _llama_step_wide_inputs,
+                                  {"G": 2, "P": 32, "Dm": 64, "Dkv": 32, "A": 16, "Dff": 128}),
     "llama_generate": KernelSpec("llama_generate", llama_generate_ref.generate, ground_truth.llama_generate,
                                  _llama_generate_inputs, {"L": 2, "S": 8, "T": 8, "P": 16, "V": 64, "Dm": 64,
                                                           "Dh": 8, "Dq": 64, "Dkv": 32, "Dff": 96}),

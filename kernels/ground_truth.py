@@ -347,3 +347,43 @@ def llama_step(inputs: dict, params: dict) -> tuple[dict, dict]:
     y = h + (g / (1 + np.exp(-g)) * (a @ f["w_up"])) @ f["w_down"]
     rms = np.sqrt(np.mean(y ** 2))
     return {"y": y}, {"y": 1e-4 * (np.abs(y) + rms)}
+
+
+def llama_step_wide(inputs: dict, params: dict) -> tuple[dict, dict]:
+    """kernels/llama_step_wide.tg in float64: the same padded, reordered layout, each
+    query head (j, g) against key-value head j's Dkv / kv_heads dimensions."""
+    f = {k: np.asarray(v, np.float64) for k, v in inputs.items()}
+    W, kv, pos = int(params["W"]), int(params.get("kv_heads", 8)), int(params.get("pos", 0))
+    hidden, head_dim = int(params.get("hidden", 4096)), int(params.get("head_dim", 128))
+    eps = float(np.float32(params.get("eps", 1e-5)))
+    G, _, dkv = f["wq"].shape
+    c, dhp = dkv // W, dkv // kv
+
+    def norm(t, g):
+        return t / np.sqrt(np.sum(t * t, axis=1, keepdims=True) / hidden + eps) * g
+
+    def rope(t):  # each tile column's c dims: c / 2 firsts, then their partners
+        t = t.reshape(t.shape[0], W, c)
+        cw = f["cos"][pos].reshape(1, W, c // 2)
+        sw = f["sin"][pos].reshape(1, W, c // 2)
+        a, b = t[..., :c // 2], t[..., c // 2:]
+        return np.concatenate([a * cw - b * sw, b * cw + a * sw], axis=-1).reshape(t.shape[0], W * c)
+
+    x = f["x"]
+    a = norm(x, f["attn_norm"])
+    q = rope(np.concatenate([a @ f["wq"][g] for g in range(G)]))
+    K, V = f["Kc"].copy(), f["Vc"].copy()
+    K[pos], V[pos] = rope(a @ f["wk"])[0], (a @ f["wv"])[0]
+    n = pos + 1
+    o = np.zeros_like(q)
+    for j in range(kv):
+        cols = slice(j * dhp, (j + 1) * dhp)
+        s = q[:, cols] @ K[:n, cols].T / np.sqrt(head_dim)
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        o[:, cols] = (p / p.sum(axis=1, keepdims=True)) @ V[:n, cols]
+    h = x + sum(o[g:g + 1] @ f["wo"][g] for g in range(G))
+    a = norm(h, f["mlp_norm"])
+    gate = a @ f["w_gate"]
+    y = h + (gate / (1 + np.exp(-gate)) * (a @ f["w_up"])) @ f["w_down"]
+    rms = np.sqrt(np.mean(y ** 2))
+    return {"y": y}, {"y": 1e-4 * (np.abs(y) + rms)}

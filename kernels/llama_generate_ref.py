@@ -6,7 +6,7 @@ import numpy as np
 from tilegrid.emulator.transcendentals import exp
 
 from .llama_layers_ref import silu
-from .ordered import chain_reduce, f32, matmul_ordered, row_blocks_reduce, rowreduce_ordered
+from .ordered import chain_reduce, f32, matmac_ordered, matmul_ordered, row_blocks_reduce, rowreduce_ordered
 
 F = np.float32
 MASK = F(-1e30)
@@ -127,3 +127,87 @@ def generate(inputs: dict, params: dict, grid: tuple) -> dict:
             h = llama_step(h, layer_weights(l), *caches[l], cos, sin, len(prompt) + t - 1, params, grid)
         logits[t:t + 1], tokens[0, t] = head(h)
     return {"tokens": tokens, "logits": logits}
+
+
+def _chain(parts: np.ndarray, op: str = "add") -> np.ndarray:
+    """parts[0] op parts[1] op ... along axis 0, left to right."""
+    acc = parts[0]
+    for p in parts[1:]:
+        acc = acc + p if op == "add" else np.maximum(acc, p)
+    return acc
+
+
+def _col_sum(x: np.ndarray, w: np.ndarray, H: int) -> np.ndarray:
+    """x [1, K] @ w [K, N] with K cut into the H tile rows' blocks: reduce_col's order."""
+    return blocked_matmul(x, w, H)
+
+
+def _rotate_chunks(t: np.ndarray, cw: np.ndarray, sw: np.ndarray, W: int) -> np.ndarray:
+    """RoPE on [n, W c]: each tile column's c dims are c / 2 firsts, then their partners."""
+    n, dk = t.shape
+    c = dk // W
+    half = c // 2
+    t = t.reshape(n, W, c)
+    cw, sw = cw.reshape(1, W, half), sw.reshape(1, W, half)
+    out = np.empty_like(t)
+    out[..., :half] = t[..., :half] * cw - t[..., half:] * sw
+    out[..., half:] = t[..., half:] * cw + t[..., :half] * sw
+    return out.reshape(n, dk)
+
+
+def llama_step_wide(inputs: dict, params: dict, grid: tuple) -> dict:
+    """kernels/llama_step_wide.tg, tile by tile in the kernel's order."""
+    W, H = grid
+    f = {k: f32(v) for k, v in inputs.items()}
+    pos, kv = int(params.get("pos", 0)), int(params.get("kv_heads", 8))
+    eps, hidden, head_dim = F(params.get("eps", 1e-5)), F(int(params.get("hidden", 4096))), params.get("head_dim", 128)
+    G, _, dkv = f["wq"].shape
+    P = f["Kc"].shape[0]
+    c, rows, tph = dkv // W, P // H, W // kv
+    scale = F(1.0) / np.sqrt(F(head_dim))
+
+    def norm(t, g):
+        ms = row_blocks_reduce(t * t, H, "add") / hidden
+        return t * (F(1.0) / np.sqrt(ms + eps)) * g
+
+    x = f["x"]
+    a = norm(x, f["attn_norm"])
+    q = np.concatenate([_col_sum(a, f["wq"][g], H) for g in range(G)])          # [G, Dkv]
+    k, v = _col_sum(a, f["wk"], H), _col_sum(a, f["wv"], H)
+    cw, sw = f["cos"][pos:pos + 1], f["sin"][pos:pos + 1]
+    q, k = _rotate_chunks(q, cw, sw, W), _rotate_chunks(k, cw, sw, W)
+    Kc, Vc = f["Kc"].copy(), f["Vc"].copy()
+    Kc[pos], Vc[pos] = k[0], v[0]
+    # per tile (column tx, row ty): scores over its c dims and its rows' positions
+    Kt = Kc.reshape(H, rows, W, c)
+    qt = q.reshape(G, W, c)
+    part = np.zeros((W, H, G, rows), np.float32)
+    for d in range(c):  # q @ transpose(Kc) per tile: from zero, d ascending
+        part = part + qt[:, :, d].T[:, None, :, None] * Kt[:, :, :, d].transpose(2, 0, 1)[:, :, None, :]
+    slots = np.zeros((W, H, G, kv, rows), np.float32)
+    for tx in range(W):
+        slots[tx, :, :, tx // tph] = part[tx]
+    total = _chain(slots)                                                        # [H, G, kv, rows]
+    sc = np.stack([total[:, :, tx // tph] for tx in range(W)]) * scale          # [W, H, G, rows]
+    late = (np.arange(H)[:, None] * rows + np.arange(rows)[None, :]) > pos      # [H, rows]
+    sc = np.where(late[None, :, None, :], MASK, sc)
+    m = _chain(np.stack([rowreduce_ordered(sc[:, ty], "max") for ty in range(H)]), "max")   # [W, G, 1]
+    p = exp(sc - m[:, None])
+    l = _chain(np.stack([rowreduce_ordered(p[:, ty], "add") for ty in range(H)]))
+    Vt = Vc.reshape(H, rows, W, c).transpose(2, 0, 1, 3)                        # [W, H, rows, c]
+    acc = np.zeros((W, H, G, c), np.float32)
+    for r in range(rows):  # sc @ Vc: positions ascending from zero, per tile
+        acc = acc + p[:, :, :, r:r + 1] * Vt[:, :, None, r, :]
+    acc = _chain(acc.transpose(1, 0, 2, 3)) / l                                 # [W, G, c]
+    o = acc.transpose(1, 0, 2).reshape(G, W * c)                                 # [G, Dkv]
+    # back += o[g] @ wo[g], per tile column block of the Dkv rows, g ascending; then the row's chain
+    blocks = []
+    for tx in range(W):
+        back = np.zeros((1, f["wo"].shape[2]), np.float32)
+        for g in range(G):
+            back = matmac_ordered(back, o[g:g + 1, tx * c:(tx + 1) * c], f["wo"][g][tx * c:(tx + 1) * c])
+        blocks.append(back)
+    h = x + chain_reduce(blocks)
+    a = norm(h, f["mlp_norm"])
+    gate = silu(_col_sum(a, f["w_gate"], H)) * _col_sum(a, f["w_up"], H)
+    return {"y": h + blocked_matmul(gate, f["w_down"], W)}

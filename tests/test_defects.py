@@ -235,6 +235,8 @@ KERNELS_16x16 = [
     # one head per tile column (32 of width 2), so the same model fits 16 and 32 columns
     ("llama_step", {"R": 1, "P": 32, "Dm": 32, "Dh": 2, "Dq": 64, "Dkv": 64, "Dff": 64},
      {"heads": 32, "kv_heads": 32, "pos": 5}),
+    ("llama_step_wide", {"G": 2, "P": 32, "Dm": 32, "Dkv": 64, "A": 32, "Dff": 64},
+     {"kv_heads": 16, "head_dim": 4, "hidden": 30, "pos": 20}),
     ("llama_generate", {"L": 1, "S": 4, "T": 3, "P": 32, "V": 64, "Dm": 32, "Dh": 2, "Dq": 64, "Dkv": 64,
                         "Dff": 64}, {"heads": 32, "kv_heads": 32, "T": 3}),
     # on regions of 8x16 tiles: attention needs S a multiple of a region's tiles

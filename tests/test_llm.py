@@ -308,3 +308,63 @@ def test_a_layer_taking_half_the_grids_sram_fits(grid):
                                  params={"pos": P - 1, "heads": heads, "kv_heads": kv_heads}, check=True)
     assert result.check.ok, result.check.summary()
     assert result.stats.sram_peak_bytes <= cfg.sram_bytes
+
+
+# ----------------------------------------------------------------- grids wider than kv_heads
+def hf_decode_step64(layer: dict, cfg: llm.LlamaConfig, x, keys, values, pos):
+    """One Hugging Face decode step in float64 from the layer's own tensors: x [Dm] at
+    position pos, keys/values [pos, kv_heads head_dim] of the earlier positions."""
+    t = {k: np.asarray(v, np.float64) for k, v in layer.items()}
+    dh, G = cfg.head_dim, cfg.heads // cfg.kv_heads
+    inv_freq = 1.0 / cfg.theta ** (np.arange(0, dh, 2) / dh)
+    cos, sin = np.cos(np.tile(pos * inv_freq, 2)), np.sin(np.tile(pos * inv_freq, 2))
+
+    def norm(v, w):
+        return w * v / np.sqrt(np.mean(v * v) + cfg.eps)
+
+    def rope(v):  # [heads, dh]
+        return v * cos + np.concatenate([-v[:, dh // 2:], v[:, :dh // 2]], axis=1) * sin
+
+    a = norm(np.asarray(x, np.float64), t["input_layernorm.weight"])
+    q = rope((t["self_attn.q_proj.weight"] @ a).reshape(cfg.heads, dh))
+    k = rope((t["self_attn.k_proj.weight"] @ a).reshape(cfg.kv_heads, dh))
+    v = (t["self_attn.v_proj.weight"] @ a).reshape(cfg.kv_heads, dh)
+    K = np.concatenate([np.asarray(keys, np.float64).reshape(pos, cfg.kv_heads, dh), k[None]])
+    V = np.concatenate([np.asarray(values, np.float64).reshape(pos, cfg.kv_heads, dh), v[None]])
+    o = np.zeros((cfg.heads, dh))
+    for i in range(cfg.heads):
+        s = K[:, i // G] @ q[i] / np.sqrt(dh)
+        p = np.exp(s - s.max())
+        o[i] = (p / p.sum()) @ V[:, i // G]
+    h = x + t["self_attn.o_proj.weight"] @ o.reshape(-1)
+    a = norm(h, t["post_attention_layernorm.weight"])
+    g = t["mlp.gate_proj.weight"] @ a
+    return h + t["mlp.down_proj.weight"] @ (g / (1 + np.exp(-g)) * (t["mlp.up_proj.weight"] @ a))
+
+
+@pytest.mark.parametrize("grid, shape, pos", [
+    ((6, 3), dict(heads=4, kv_heads=2, hidden=20, intermediate=34, head_dim=4), 7),   # heads padded 4 -> 6
+    ((8, 2), dict(heads=8, kv_heads=2, hidden=16, intermediate=32, head_dim=8), 3),   # 4 columns a head
+    ((4, 4), dict(heads=4, kv_heads=4, hidden=16, intermediate=24, head_dim=6), 0),   # the first position
+])
+def test_a_layer_on_a_grid_wider_than_its_kv_heads(tmp_path, grid, shape, pos):
+    """llama_step_wide on the layout wide_layer_inputs builds from a Hugging Face layer:
+    bit-exact against its ordered reference, and equal within f32 rounding to a float64
+    decode step written from the layer's own tensors (so the padding and reordering of
+    heads and dimensions is checked against Hugging Face's layout)."""
+    cfg = model(layers=1, vocab=8, **shape)
+    path = checkpoint(tmp_path, cfg, "f32", seed=pos)
+    _, tensors = llm.read_checkpoint(path)
+    layer = {k[len("model.layers.0."):]: v for k, v in tensors.items() if k.startswith("model.layers.0.")}
+    rng = np.random.default_rng(pos)
+    x = rng.standard_normal(cfg.hidden).astype(np.float32)
+    dkv = cfg.kv_heads * cfg.head_dim
+    keys, values = (rng.standard_normal((pos, dkv)).astype(np.float32) for _ in range(2))
+    layout = llm.WideLayout.for_grid(cfg, grid[0], grid[1], pos + 1)
+    inputs, params = llm.wide_layer_inputs(cfg, layer, layout, x, keys, values, pos)
+    result = tilegrid.run_kernel("llama_step_wide", inputs, grid=grid, params=params, check=True)
+    assert result.check.ok, result.check.summary()
+    y = result.outputs["y"][0]
+    assert not y[cfg.hidden:].any()           # the padding stays zero
+    want = hf_decode_step64(layer, cfg, x, keys, values, pos)
+    np.testing.assert_allclose(y[:cfg.hidden], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -367,3 +367,102 @@ def describe(gen: Generation, model_name: str = "") -> str:
 
 __all__ = ["LlamaConfig", "Generation", "read_checkpoint", "write_checkpoint", "kernel_inputs", "generate",
            "describe", "modeled_time", "DEFAULT_GPU_BANDWIDTH"]
+
+
+# ------------------------------------------------------------ grids wider than kv_heads
+@dataclass(frozen=True)
+class WideLayout:
+    """How kernels/llama_step_wide.tg lays a layer out on a W x H grid with W a
+    multiple of kv_heads: tph = W / kv_heads tile columns a head, c of its
+    dimensions a tile (c / 2 of the first half and their partners), every size
+    padded with zeros to split evenly."""
+    width: int
+    height: int
+    tph: int
+    c: int
+    head_pad: int      # a head's dimensions, padded: tph * c
+    hidden_pad: int
+    inter_pad: int
+    positions: int
+
+    @classmethod
+    def for_grid(cls, model: LlamaConfig, width: int, height: int, positions: int) -> "WideLayout":
+        if width % model.kv_heads:
+            raise UserError(f"the wide layout puts each of the {model.kv_heads} key-value heads on "
+                            f"{width} / {model.kv_heads} tile columns: the width must be a multiple of kv_heads")
+        if model.head_dim % 2:
+            raise UserError(f"head_dim ({model.head_dim}) must be even (rotate-half RoPE)")
+        tph = width // model.kv_heads
+        c = 2 * -(-(model.head_dim // 2) // tph)
+        both = width * height // math.gcd(width, height)
+        return cls(width, height, tph, c, tph * c, -(-model.hidden // height) * height,
+                   -(-model.intermediate // both) * both, -(-positions // height) * height)
+
+    def head_order(self, head_dim: int) -> np.ndarray:
+        """For each padded slot of a head, the original dimension it holds (-1: padding):
+        tile m of the head holds firsts m c / 2 .. and their partners + head_dim / 2."""
+        half, order = self.c // 2, []
+        for m in range(self.tph):
+            firsts = [m * half + e for e in range(half)]
+            order += [i if i < head_dim // 2 else -1 for i in firsts]
+            order += [i + head_dim // 2 if i < head_dim // 2 else -1 for i in firsts]
+        return np.array(order)
+
+
+def _pad(a: np.ndarray, shape: tuple) -> np.ndarray:
+    out = np.zeros(shape, np.float32)
+    out[tuple(slice(0, n) for n in a.shape)] = a
+    return out
+
+
+def wide_layer_inputs(model: LlamaConfig, layer: dict, layout: WideLayout, x: np.ndarray, keys: np.ndarray,
+                      values: np.ndarray, pos: int, theta: float | None = None) -> tuple[dict, dict]:
+    """(inputs, params) of llama_step_wide for one Hugging Face layer (names without the
+    'model.layers.N.' prefix) and one token x [Dm] at position pos, with the cache of
+    positions 0 .. pos - 1 as Hugging Face keeps it (keys after RoPE): [pos, kv_heads
+    head_dim] each."""
+    L = layout
+    G, dh, kv = model.heads // model.kv_heads, model.head_dim, model.kv_heads
+    order = L.head_order(dh)
+    held = order >= 0
+    dkv = kv * L.head_pad
+
+    def columns(w_out_in: np.ndarray, head: int) -> np.ndarray:
+        """The padded [Dm_pad, head_pad] block of one head from an [out, in] weight."""
+        block = np.zeros((L.hidden_pad, L.head_pad), np.float32)
+        block[:model.hidden, held] = w_out_in[head * dh + order[held], :].T
+        return block
+
+    wq = np.stack([np.concatenate([columns(layer["self_attn.q_proj.weight"], j * G + g) for j in range(kv)], axis=1)
+                   for g in range(G)])
+    wk = np.concatenate([columns(layer["self_attn.k_proj.weight"], j) for j in range(kv)], axis=1)
+    wv = np.concatenate([columns(layer["self_attn.v_proj.weight"], j) for j in range(kv)], axis=1)
+    wo = np.stack([np.concatenate([columns(layer["self_attn.o_proj.weight"].T, j * G + g) for j in range(kv)],
+                                  axis=1).T for g in range(G)])
+    cache = []
+    for t in (keys, values):
+        c = np.zeros((L.positions, dkv), np.float32)
+        for j in range(kv):
+            c[:len(t), j * L.head_pad + np.nonzero(held)[0]] = t[:, j * dh + order[held]]
+        cache.append(c)
+    # each tile column's c / 2 angles: tile m of a head rotates its firsts m c / 2 ..
+    inv_freq = np.float32(1.0) / (np.float32(theta or model.theta)
+                                  ** (np.arange(0, dh, 2, dtype=np.float32) / np.float32(dh)))
+    firsts = order[:: 1].reshape(L.tph, L.c)[:, :L.c // 2].reshape(-1)   # per slot of the first halves
+    freqs = np.where(firsts >= 0, inv_freq[np.maximum(firsts, 0)], 0).astype(np.float32)
+    angle = np.arange(L.positions, dtype=np.float32)[:, None] * np.tile(freqs, kv)[None, :]
+    inputs = {"x": _pad(x[None], (1, L.hidden_pad)),
+              "attn_norm": _pad(layer["input_layernorm.weight"], (L.hidden_pad,)),
+              "wq": wq, "wk": wk, "wv": wv, "wo": wo,
+              "mlp_norm": _pad(layer["post_attention_layernorm.weight"], (L.hidden_pad,)),
+              "w_gate": _pad(layer["mlp.gate_proj.weight"].T, (L.hidden_pad, L.inter_pad)),
+              "w_up": _pad(layer["mlp.up_proj.weight"].T, (L.hidden_pad, L.inter_pad)),
+              "w_down": _pad(layer["mlp.down_proj.weight"].T, (L.inter_pad, L.hidden_pad)),
+              "Kc": cache[0], "Vc": cache[1],
+              "cos": np.cos(angle).astype(np.float32), "sin": np.sin(angle).astype(np.float32)}
+    params = {"pos": pos, "kv_heads": kv, "head_dim": dh, "hidden": model.hidden, "eps": model.eps}
+    return inputs, params
+
+
+def unpad_hidden(y: np.ndarray, model: LlamaConfig) -> np.ndarray:
+    return y[..., :model.hidden]
