@@ -375,7 +375,7 @@ class WideLayout:
     """How kernels/llama_step_wide.tg lays a layer out on a W x H grid with W a
     multiple of kv_heads: tph = W / kv_heads tile columns a head, c of its
     dimensions a tile (c / 2 of the first half and their partners), every size
-    padded with zeros to split evenly."""
+    padded with zeros to split evenly into blocks of an even width."""
     width: int
     height: int
     tph: int
@@ -394,8 +394,9 @@ class WideLayout:
             raise UserError(f"head_dim ({model.head_dim}) must be even (rotate-half RoPE)")
         tph = width // model.kv_heads
         c = 2 * -(-(model.head_dim // 2) // tph)
-        both = width * height // math.gcd(width, height)
-        return cls(width, height, tph, c, tph * c, -(-model.hidden // height) * height,
+        # blocks of an even width, so that bf16 weights pack two a word
+        rows, both = 2 * height, 2 * width * height // math.gcd(width, height)
+        return cls(width, height, tph, c, tph * c, -(-model.hidden // rows) * rows,
                    -(-model.intermediate // both) * both, -(-positions // height) * height)
 
     def head_order(self, head_dim: int) -> np.ndarray:
