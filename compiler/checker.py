@@ -12,7 +12,7 @@ import numpy as np
 
 from . import ast
 from .builtins import (BUILTINS, COLLECTIVES, DIRECTIONS, ELEMENTWISE, LOCAL_REDUCTIONS, MASK_VALUE, MAX_RANK,
-                       REDUCE_OPS, SCALAR_UNARY, UNARY_FUNCS)
+                       REDUCE_OPS, REDUCE_ORDERS, SCALAR_UNARY, UNARY_FUNCS)
 from .composition import Composition
 from .regions import Regions
 from .symbols import Dist, Sym
@@ -753,11 +753,16 @@ class Checker(ScalarEval, Composition, Regions):
             word = self._word_arg(e, DIRECTIONS, "direction")
             self._emit(Shift(word, dst, src, wrap=(f == "rotate")), span)
         else:
-            word = self._word_arg(e, REDUCE_OPS, "operation")
-            self._emit(Reduce(f[len("reduce_"):], word, dst, src), span)
+            order = e.kwargs.get("order")
+            if order is not None and (set(e.kwargs) != {"order"} or not isinstance(order, ast.Name)
+                                      or order.id not in REDUCE_ORDERS):
+                raise CompileError(f"{f}() takes order = " + " or ".join(REDUCE_ORDERS), order.span)
+            word = self._word_arg(e, REDUCE_OPS, "operation", allow={"order"})
+            self._emit(Reduce(f[len("reduce_"):], word, dst, src, order.id if order else "chain"), span)
 
-    def _word_arg(self, e: ast.Call, words: tuple, what: str) -> str:
-        if len(e.args) != 2 or e.kwargs or not isinstance(e.args[1], ast.Name) or e.args[1].id not in words:
+    def _word_arg(self, e: ast.Call, words: tuple, what: str, allow=frozenset()) -> str:
+        if (len(e.args) != 2 or set(e.kwargs) - set(allow) or not isinstance(e.args[1], ast.Name)
+                or e.args[1].id not in words):
             span = e.args[1].span if len(e.args) > 1 else e.span
             raise CompileError(f"{e.func}() takes a tensor and a {what}: " + ", ".join(words), span)
         return e.args[1].id

@@ -351,6 +351,7 @@ class Reduce(Op):                # all-reduce along a row/column, in ascending t
     op: str                      # add | max
     dst: View
     src: View
+    order: str = "chain"         # chain | grouped (a chain in each group of tiles, then over the groups)
 
 
 @dataclass
@@ -510,7 +511,8 @@ def _format_ops(ops, lines, depth, region=None):
             lines.append(f"{pad}{format_view(op.dst)} = {verb} {format_view(op.src)} {op.direction}: {part} "
                          f"via {format_view(op.landing)} on slot{op.send_slot}/slot{op.recv_slot}")
         elif isinstance(op, Reduce):
-            lines.append(f"{pad}{format_view(op.dst)} = reduce_{op.axis} {op.op} {format_view(op.src)}")
+            order = "" if op.order == "chain" else f" order={op.order}"
+            lines.append(f"{pad}{format_view(op.dst)} = reduce_{op.axis} {op.op} {format_view(op.src)}{order}")
         elif isinstance(op, Send):
             slot = "" if op.slot is None else f" async slot{op.slot}"
             lines.append(f"{pad}send {op.stream} {format_view(op.src)}{slot}")

@@ -34,8 +34,19 @@ def matvec_ordered(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     return y
 
 
-def chain_reduce(parts: list, op: str = "add") -> np.ndarray:
-    """parts[0] op parts[1] op ... left to right, like the fabric's chain reduce."""
+def group_size(n: int) -> int:
+    """The group of a grouped reduction over n tiles: the largest divisor of n
+    that is at most sqrt(n) (1 for a prime n, where grouped is the chain)."""
+    return max(d for d in range(1, int(n ** 0.5) + 1) if n % d == 0)
+
+
+def chain_reduce(parts: list, op: str = "add", order: str = "chain") -> np.ndarray:
+    """parts[0] op parts[1] op ... left to right, like the fabric's chain reduce.
+    order="grouped": reduce_row(..., order = grouped): left to right inside each
+    run of group_size(n) parts, then the runs' results left to right."""
+    if order == "grouped" and group_size(len(parts)) > 1:
+        g = group_size(len(parts))
+        return chain_reduce([chain_reduce(parts[i:i + g], op) for i in range(0, len(parts), g)], op)
     acc = f32(parts[0])
     for p in parts[1:]:
         acc = acc + f32(p) if op == "add" else np.maximum(acc, f32(p))
@@ -51,9 +62,10 @@ def rowreduce_ordered(x: np.ndarray, op: str) -> np.ndarray:
     return acc
 
 
-def row_blocks_reduce(x: np.ndarray, width: int, op: str) -> np.ndarray:
-    """rowreduce inside each of `width` column blocks, then a left-to-right chain:
-    what a local reduction followed by reduce_row does on a row of tiles."""
+def row_blocks_reduce(x: np.ndarray, width: int, op: str, order: str = "chain") -> np.ndarray:
+    """rowreduce inside each of `width` column blocks, then reduce_row's order
+    (a left-to-right chain, or grouped): what a local reduction followed by
+    reduce_row does on a row of tiles."""
     x = f32(x)
     nb = x.shape[-1] // width
-    return chain_reduce([rowreduce_ordered(x[..., c * nb:(c + 1) * nb], op) for c in range(width)], op)
+    return chain_reduce([rowreduce_ordered(x[..., c * nb:(c + 1) * nb], op) for c in range(width)], op, order)

@@ -16,15 +16,20 @@ MICRO_SOURCES = {
     "broadcast_row": "kernel k(A: f32[N] block(x)) -> B: f32[N] block(x) { B = broadcast_row(A, from = 0) }",
     "broadcast_col": "kernel k(A: f32[N] block(y)) -> B: f32[N] block(y) { B = broadcast_col(A, from = 0) }",
     "reduce_row (chain)": "kernel k(A: f32[N] block(x)) -> B: f32[N / W] block(_) { B = reduce_row(A, add) }",
+    "reduce_row (grouped)":
+        "kernel k(A: f32[N] block(x)) -> B: f32[N / W] block(_) { B = reduce_row(A, add, order = grouped) }",
+    "reduce_col (grouped)":
+        "kernel k(A: f32[N] block(y)) -> B: f32[N / H] block(_) { B = reduce_col(A, max, order = grouped) }",
 }
-ROW_KERNELS = {"shift east", "rotate east (ring)", "broadcast_row", "reduce_row (chain)"}
+ROW_KERNELS = {"shift east", "rotate east (ring)", "broadcast_row", "reduce_row (chain)", "reduce_row (grouped)"}
 
 
 def micro_cases():
     """(label, source, grid, N) for each micro-benchmark: N = tiles * L."""
     out = []
     for name, src in MICRO_SOURCES.items():
-        for n_tiles, L in ((4, 64), (8, 256)):
+        # grouped: also groups of 4, 3 tiles apart, in chunks
+        for n_tiles, L in ((4, 64), (8, 256)) + (((16, 200),) if "grouped" in name else ()):
             grid = (n_tiles, 1) if name in ROW_KERNELS else (1, n_tiles)
             out.append((f"{name}, {n_tiles} tiles, L={L}", src, grid, n_tiles * L))
     return out

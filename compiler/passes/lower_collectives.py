@@ -24,10 +24,18 @@ tile sends, receives and computes in the same cycles, as the hardware does:
                               chunk on 'row_bcast' as soon as it has it. Each element is still summed in
                               ascending tile order; the other tiles receive
                               the result while the chain still runs.
+  reduce_row(src, op, order = grouped)
+                              the row cut into groups of g = group_size(W)
+                              tiles: a chain inside each group, all at once,
+                              then a chain over the groups' last tiles on
+                              'east_every<g>', whose routes pass the tiles in
+                              between ((g-1) + (W/g-1) hops, not W-1). Each
+                              element is (group 0's sum op group 1's) op ...
 Columns work the same way with y, 'col_bcast', 'south' and 'south_ring'.
 """
 from __future__ import annotations
 
+from ..builtins import group_size
 from ..composition import slice_dim
 from ..spatial_ir import (Broadcast, BroadcastFinish, BroadcastStart, Buffer, Copy, Elementwise, ICmp, IConst, IfTile, IVar, IBin, Loop,
                           Overwrite, Recv, Reduce, Send, Shift, ShiftFinish, ShiftStart, SpatialKernel, Wait)
@@ -179,52 +187,81 @@ def _reduce(op: Reduce, k, temps):
     if n == 1:
         return _copy_unless_same(op.dst, op.src, op.span)
     c = _coord(op.axis)
-    chain = FORWARD[op.axis]
-    acc = Buffer(f"%acc{len(temps)}", op.src.shape, "temp", op.span)
-    temps.append(acc)
-    accv = acc.full_view()
     s = op.span
+
+    def temp(name):
+        buf = Buffer(f"%{name}{len(temps)}", op.src.shape, "temp", s)
+        temps.append(buf)
+        return buf.full_view()
+    accv = temp("acc")
     dim, length, count = _chunking(accv)
     var = f"%chunk{len(temps)}"
 
     def piece(view):
         return slice_dim(view, dim, IVar(var), length) if count > 1 else view
-
-    def chunked(body):
-        return [Loop(var, 0, count, body, span=s)] if count > 1 else body
-    src, part = piece(op.src), piece(accv)
+    chunks = (var, dim, length, count)
     bcast = f"{op.axis}_bcast"
     last = ICmp("==", c, IConst(n - 1))
     # The last tile broadcasts each finished chunk at once; the others take the
     # whole result on RESULT_SLOT, posted up front unless it would overwrite src.
     early = op.dst.buffer is not op.src.buffer
-    first = chunked([Send(chain, src, slot=SEND_SLOT, span=s)]) + [Wait(SEND_SLOT, [op.src], span=s)]
-    # the last tile combines straight into dst when that cannot disturb src
-    into_dst = op.dst.same_as(op.src) or op.dst.buffer is not op.src.buffer
-    out = piece(op.dst) if into_dst else part
     # (chunk by chunk only when the others listen from the start: otherwise they would still be
     # passing their own chunks on, the last tile could not take them, and the chain would deadlock)
-    tell = [Send(bcast, out, slot=SEND_SLOT, span=s)] if early else []
-    combine = IfTile(last, [Elementwise(op.op, out, part, src, span=s)] + tell,
-                     [Elementwise(op.op, part, part, src, span=s), Send(chain, part, slot=SEND_SLOT, span=s)],
-                     span=s)
-    if count > 1:
-        # chunk j + 1 comes in (slot RECV_SLOT) while chunk j is combined and passed on
-        following = slice_dim(accv, dim, IBin("+", IVar(var), IConst(1)), length)
-        prefetch = IfTile(ICmp("<", IVar(var), IConst(count - 1)),
-                          [Recv(chain, following, slot=RECV_SLOT, span=s)], [], span=s)
-        middle = [Recv(chain, slice_dim(accv, dim, IConst(0), length), slot=RECV_SLOT, span=s),
-                  Loop(var, 0, count, [Wait(RECV_SLOT, [accv], span=s), prefetch, combine], span=s)]
+    tell = (lambda view: [Send(bcast, view, slot=SEND_SLOT, span=s)]) if early else (lambda view: [])
+    g = group_size(n) if op.order == "grouped" else 1
+    fresh = [Overwrite(accv, span=s)]
+    if g == 1:
+        # the last tile combines straight into dst when that cannot disturb src
+        into_dst = op.dst.same_as(op.src) or op.dst.buffer is not op.src.buffer
+        out = op.dst if into_dst else accv
+        chain = _chain(op.op, FORWARD[op.axis], op.src, accv, ICmp("==", c, IConst(0)), last, out, tell, chunks, s)
     else:
-        middle = [Recv(chain, part, span=s), combine]
-    middle += [Wait(SEND_SLOT, [accv, op.dst], span=s)]
+        # a chain inside each group of g tiles, leaving its result at the group's last
+        # tile; then a chain over those tiles, g apart, on a route that passes the
+        # others ((g - 1) + (n / g - 1) hops, not n - 1); src is no longer read in the second
+        lead = ICmp("==", IBin("%", c, IConst(g)), IConst(g - 1))
+        into_dst, out, runv = True, op.dst, temp("run")
+        fresh.append(Overwrite(runv, span=s))
+        chain = (_chain(op.op, FORWARD[op.axis], op.src, accv, ICmp("==", IBin("%", c, IConst(g)), IConst(0)),
+                        lead, accv, lambda view: [], chunks, s)
+                 + [IfTile(lead, _chain(op.op, f"{FORWARD[op.axis]}_every{g}", accv, runv,
+                                        ICmp("==", c, IConst(g - 1)), last, out, tell, chunks, s), [], span=s)])
     result = [Recv(bcast, op.dst, slot=RESULT_SLOT, span=s)]
     before = [IfTile(last, [], result, span=s)] if early else []
     take = [Wait(RESULT_SLOT, [op.dst], span=s)] if early else [Recv(bcast, op.dst, span=s)]
     result_view = op.dst if into_dst else accv
     told = [] if early else [Send(bcast, result_view, span=s)]
     back = IfTile(last, told + ([] if into_dst else _copy_unless_same(op.dst, accv, s)), take, span=s)
-    # every tile writes all of acc, and of dst when it is not src, before reading them
-    fresh = [Overwrite(accv, span=s)] + ([Overwrite(op.dst, span=s)] if early else [])
-    return fresh + before + [IfTile(ICmp("==", c, IConst(0)), first, middle, span=s), back]
+    # every tile writes all of its temporaries, and of dst when it is not src, before reading them
+    fresh += [Overwrite(op.dst, span=s)] if early else []
+    return fresh + before + chain + [back]
 
+
+def _chain(op_name, stream, src, accv, first, last, out, tell, chunks, s):
+    """One pipelined chain on `stream`: the tile where `first` holds sends src; each
+    other tile receives the running result into accv, chunk by chunk, combines it
+    with its own src (running op own) and passes it on, except where `last` holds:
+    there the chunk goes to out, then `tell(out's chunk)` runs."""
+    var, dim, length, count = chunks
+
+    def piece(view):
+        return slice_dim(view, dim, IVar(var), length) if count > 1 else view
+
+    def chunked(body):
+        return [Loop(var, 0, count, body, span=s)] if count > 1 else body
+    own, part, end = piece(src), piece(accv), piece(out)
+    start = chunked([Send(stream, own, slot=SEND_SLOT, span=s)]) + [Wait(SEND_SLOT, [src], span=s)]
+    combine = IfTile(last, [Elementwise(op_name, end, part, own, span=s)] + tell(end),
+                     [Elementwise(op_name, part, part, own, span=s), Send(stream, part, slot=SEND_SLOT, span=s)],
+                     span=s)
+    if count > 1:
+        # chunk j + 1 comes in (slot RECV_SLOT) while chunk j is combined and passed on
+        following = slice_dim(accv, dim, IBin("+", IVar(var), IConst(1)), length)
+        prefetch = IfTile(ICmp("<", IVar(var), IConst(count - 1)),
+                          [Recv(stream, following, slot=RECV_SLOT, span=s)], [], span=s)
+        middle = [Recv(stream, slice_dim(accv, dim, IConst(0), length), slot=RECV_SLOT, span=s),
+                  Loop(var, 0, count, [Wait(RECV_SLOT, [accv], span=s), prefetch, combine], span=s)]
+    else:
+        middle = [Recv(stream, part, span=s), combine]
+    middle += [Wait(SEND_SLOT, [accv, out], span=s)]
+    return [IfTile(first, start, middle, span=s)]

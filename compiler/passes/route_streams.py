@@ -65,6 +65,13 @@ def pattern_routes(name: str, width: int, height: int) -> np.ndarray:
         table[:, back] = R
         table[:, out] = np.where(has[back], 1 << back, R)
         table[:, out] = np.where(has[out] | has[back], table[:, out], 0)
+    elif name.split("_every")[0] in ("east", "south") and name.split("_every")[-1].isdigit():
+        # a chain over every g-th tile (x % g == g - 1): those send and take; the rest pass it on
+        direction, g = name.split("_every")
+        out, back, c = (PORT_E, PORT_W, x) if direction == "east" else (PORT_S, PORT_N, y)
+        lead = c % int(g) == int(g) - 1
+        table[:, PORT_RAMP] = np.where(lead, bit[out], 0)
+        table[:, back] = np.where(lead, R, bit[out])
     else:
         raise ValueError(f"unknown stream pattern {name}")
     # never route off the grid, and list no rule for a port with no neighbour behind it
