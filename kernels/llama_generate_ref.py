@@ -13,11 +13,12 @@ MASK = F(-1e30)
 STEP_WEIGHTS = ("attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_up", "w_down")
 
 
-def blocked_matmul(x: np.ndarray, w: np.ndarray, parts: int) -> np.ndarray:
+def blocked_matmul(x: np.ndarray, w: np.ndarray, parts: int, order: str = "chain") -> np.ndarray:
     """x @ w with the inner dimension cut into `parts` blocks: each block's
-    product from zero (k ascending), then the blocks chained in order."""
+    product from zero (k ascending), then the blocks reduced in `order`."""
     kb = x.shape[1] // parts
-    return chain_reduce([matmul_ordered(x[:, b * kb:(b + 1) * kb], w[b * kb:(b + 1) * kb]) for b in range(parts)])
+    return chain_reduce([matmul_ordered(x[:, b * kb:(b + 1) * kb], w[b * kb:(b + 1) * kb]) for b in range(parts)],
+                        order=order)
 
 
 def rmsnorm_cols(X: np.ndarray, g: np.ndarray, eps, grid: tuple) -> np.ndarray:
@@ -129,17 +130,14 @@ def generate(inputs: dict, params: dict, grid: tuple) -> dict:
     return {"tokens": tokens, "logits": logits}
 
 
-def _chain(parts: np.ndarray, op: str = "add") -> np.ndarray:
-    """parts[0] op parts[1] op ... along axis 0, left to right."""
-    acc = parts[0]
-    for p in parts[1:]:
-        acc = acc + p if op == "add" else np.maximum(acc, p)
-    return acc
+def _grouped(parts: np.ndarray, op: str = "add") -> np.ndarray:
+    """parts[0] op parts[1] op ... along axis 0 in reduce_*(..., order = grouped)'s order."""
+    return chain_reduce(list(parts), op, "grouped")
 
 
 def _col_sum(x: np.ndarray, w: np.ndarray, H: int) -> np.ndarray:
-    """x [1, K] @ w [K, N] with K cut into the H tile rows' blocks: reduce_col's order."""
-    return blocked_matmul(x, w, H)
+    """x [1, K] @ w [K, N] with K cut into the H tile rows' blocks, then reduce_col (grouped)."""
+    return blocked_matmul(x, w, H, "grouped")
 
 
 def _rotate_chunks(t: np.ndarray, cw: np.ndarray, sw: np.ndarray, W: int) -> np.ndarray:
@@ -167,7 +165,7 @@ def llama_step_wide(inputs: dict, params: dict, grid: tuple) -> dict:
     scale = F(1.0) / np.sqrt(F(head_dim))
 
     def norm(t, g):
-        ms = row_blocks_reduce(t * t, H, "add") / hidden
+        ms = row_blocks_reduce(t * t, H, "add", "grouped") / hidden
         return t * (F(1.0) / np.sqrt(ms + eps)) * g
 
     x = f["x"]
@@ -187,18 +185,18 @@ def llama_step_wide(inputs: dict, params: dict, grid: tuple) -> dict:
     slots = np.zeros((W, H, G, kv, rows), np.float32)
     for tx in range(W):
         slots[tx, :, :, tx // tph] = part[tx]
-    total = _chain(slots)                                                        # [H, G, kv, rows]
+    total = _grouped(slots)                                                       # [H, G, kv, rows]
     sc = np.stack([total[:, :, tx // tph] for tx in range(W)]) * scale          # [W, H, G, rows]
     late = (np.arange(H)[:, None] * rows + np.arange(rows)[None, :]) > pos      # [H, rows]
     sc = np.where(late[None, :, None, :], MASK, sc)
-    m = _chain(np.stack([rowreduce_ordered(sc[:, ty], "max") for ty in range(H)]), "max")   # [W, G, 1]
+    m = _grouped(np.stack([rowreduce_ordered(sc[:, ty], "max") for ty in range(H)]), "max")   # [W, G, 1]
     p = exp(sc - m[:, None])
-    l = _chain(np.stack([rowreduce_ordered(p[:, ty], "add") for ty in range(H)]))
+    l = _grouped(np.stack([rowreduce_ordered(p[:, ty], "add") for ty in range(H)]))
     Vt = Vc.reshape(H, rows, W, c).transpose(2, 0, 1, 3)                        # [W, H, rows, c]
     acc = np.zeros((W, H, G, c), np.float32)
     for r in range(rows):  # sc @ Vc: positions ascending from zero, per tile
         acc = acc + p[:, :, :, r:r + 1] * Vt[:, :, None, r, :]
-    acc = _chain(acc.transpose(1, 0, 2, 3)) / l                                 # [W, G, c]
+    acc = _grouped(acc.transpose(1, 0, 2, 3)) / l                                # [W, G, c]
     o = acc.transpose(1, 0, 2).reshape(G, W * c)                                 # [G, Dkv]
     # back += o[g] @ wo[g], per tile column block of the Dkv rows, g ascending; then the row's chain
     blocks = []
@@ -207,7 +205,7 @@ def llama_step_wide(inputs: dict, params: dict, grid: tuple) -> dict:
         for g in range(G):
             back = matmac_ordered(back, o[g:g + 1, tx * c:(tx + 1) * c], f["wo"][g][tx * c:(tx + 1) * c])
         blocks.append(back)
-    h = x + chain_reduce(blocks)
+    h = x + chain_reduce(blocks, order="grouped")
     a = norm(h, f["mlp_norm"])
     gate = silu(_col_sum(a, f["w_gate"], H)) * _col_sum(a, f["w_up"], H)
-    return {"y": h + blocked_matmul(gate, f["w_down"], W)}
+    return {"y": h + blocked_matmul(gate, f["w_down"], W, "grouped")}

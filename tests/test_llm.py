@@ -346,6 +346,7 @@ def hf_decode_step64(layer: dict, cfg: llm.LlamaConfig, x, keys, values, pos):
     ((6, 3), dict(heads=4, kv_heads=2, hidden=20, intermediate=34, head_dim=4), 7),   # heads padded 4 -> 6
     ((8, 2), dict(heads=8, kv_heads=2, hidden=16, intermediate=32, head_dim=8), 3),   # 4 columns a head
     ((4, 4), dict(heads=4, kv_heads=4, hidden=16, intermediate=24, head_dim=6), 0),   # the first position
+    ((12, 9), dict(heads=6, kv_heads=3, hidden=30, intermediate=50, head_dim=8), 11),  # reductions in groups of 3
 ])
 def test_a_layer_on_a_grid_wider_than_its_kv_heads(tmp_path, grid, shape, pos):
     """llama_step_wide on the layout wide_layer_inputs builds from a Hugging Face layer:
