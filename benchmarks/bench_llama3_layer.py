@@ -8,7 +8,7 @@ layer, what 32 such layers would mean in tokens/s at 850 MHz and at 1.1 GHz besi
 the published figures, and the emulation's wall time and memory. --check compares
 the output bit for bit with the ordered reference and with a float64 model.
 
-    python benchmarks/bench_llama3_layer.py                               # 720x720: about 1 minute, 4.4 GiB
+    python benchmarks/bench_llama3_layer.py                               # 720x720: about 1.5 minutes, 4.8 GiB
     python benchmarks/bench_llama3_layer.py --grid 72x72 --hidden 512 --intermediate 1792 --head-dim 16 --check
 """
 from __future__ import annotations
