@@ -193,6 +193,16 @@ def rope(inputs: dict, params: dict) -> tuple[dict, dict]:
     return {"Y": Y}, {"Y": 2.01 * U * (np.abs(X * c) + np.abs(rotated * s)) + np.finfo(np.float32).tiny}
 
 
+def _rms_norm64(t, g, eps):
+    return t / np.sqrt(np.mean(t * t, axis=1, keepdims=True) + eps) * g
+
+
+def _rotate_half64(t, cos, sin):
+    """Rotate-half RoPE on [rows, dh] with the rows' tables."""
+    dh = t.shape[1]
+    return t * cos + np.concatenate([-t[:, dh // 2:], t[:, :dh // 2]], axis=1) * sin
+
+
 def llama_forward64(inputs: dict, params: dict) -> np.ndarray:
     """One Llama decoder layer over a prompt in float64 (Hugging Face's order of
     operations, BLAS products), weights [in, out]."""
@@ -206,10 +216,10 @@ def llama_forward64(inputs: dict, params: dict) -> np.ndarray:
     cos, sin = f["cos"][:S], f["sin"][:S]
 
     def norm(t, g):
-        return t / np.sqrt(np.mean(t * t, axis=1, keepdims=True) + eps) * g
+        return _rms_norm64(t, g, eps)
 
     def rotate(t):
-        return t * cos + np.concatenate([-t[:, dh // 2:], t[:, :dh // 2]], axis=1) * sin
+        return _rotate_half64(t, cos, sin)
 
     a = norm(x, f["attn_norm"])
     q, k, v = a @ f["wq"], a @ f["wk"], a @ f["wv"]
@@ -267,10 +277,10 @@ def _llama_generate64(inputs: dict, params: dict) -> tuple[np.ndarray, np.ndarra
     group = heads // kv_heads
 
     def norm(t, g):
-        return t / np.sqrt(np.mean(t * t, axis=1, keepdims=True) + eps) * g
+        return _rms_norm64(t, g, eps)
 
     def rotate(t, n):
-        return t * f["cos"][:n] + np.concatenate([-t[:, dh // 2:], t[:, :dh // 2]], axis=1) * f["sin"][:n]
+        return _rotate_half64(t, f["cos"][:n], f["sin"][:n])
 
     def forward(ids):
         x = f["embed"][ids]
@@ -323,10 +333,10 @@ def llama_step(inputs: dict, params: dict) -> tuple[dict, dict]:
     cos, sin = f["cos"][at], f["sin"][at]
 
     def norm(t, g):
-        return t / np.sqrt(np.mean(t * t, axis=1, keepdims=True) + eps) * g
+        return _rms_norm64(t, g, eps)
 
     def rotate(t):
-        return t * cos + np.concatenate([-t[:, dh // 2:], t[:, :dh // 2]], axis=1) * sin
+        return _rotate_half64(t, cos, sin)
 
     a = norm(x, f["attn_norm"])
     q, k, v = a @ f["wq"], a @ f["wk"], a @ f["wv"]
