@@ -754,11 +754,18 @@ class Checker(ScalarEval, Composition, Regions):
             self._emit(Shift(word, dst, src, wrap=(f == "rotate")), span)
         else:
             order = e.kwargs.get("order")
-            if order is not None and (set(e.kwargs) != {"order"} or not isinstance(order, ast.Name)
-                                      or order.id not in REDUCE_ORDERS):
+            if order is not None and (not isinstance(order, ast.Name) or order.id not in REDUCE_ORDERS):
                 raise CompileError(f"{f}() takes order = " + " or ".join(REDUCE_ORDERS), order.span)
-            word = self._word_arg(e, REDUCE_OPS, "operation", allow={"order"})
-            self._emit(Reduce(f[len("reduce_"):], word, dst, src, order.id if order else "chain"), span)
+            word = self._word_arg(e, REDUCE_OPS, "operation", allow={"order", "segment"})
+            n = self.W if f == "reduce_row" else self.H
+            segment = n
+            if "segment" in e.kwargs:
+                segment = self._const(e.kwargs["segment"], "a reduction's segment")
+                if segment < 1 or n % segment:
+                    raise CompileError(f"{f}(): segment = {segment} must divide the {n} tiles along the "
+                                       f"{'row' if f == 'reduce_row' else 'column'}", e.kwargs["segment"].span)
+            self._emit(Reduce(f[len("reduce_"):], word, dst, src, order.id if order else "chain",
+                              segment if segment < n else 0), span)
 
     def _word_arg(self, e: ast.Call, words: tuple, what: str, allow=frozenset()) -> str:
         if (len(e.args) != 2 or set(e.kwargs) - set(allow) or not isinstance(e.args[1], ast.Name)

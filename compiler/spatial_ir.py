@@ -352,6 +352,7 @@ class Reduce(Op):                # all-reduce along a row/column, in ascending t
     dst: View
     src: View
     order: str = "chain"         # chain | grouped (a chain in each group of tiles, then over the groups)
+    segment: int = 0             # reduce within each run of this many tiles; 0: the whole row or column
 
 
 @dataclass
@@ -511,7 +512,8 @@ def _format_ops(ops, lines, depth, region=None):
             lines.append(f"{pad}{format_view(op.dst)} = {verb} {format_view(op.src)} {op.direction}: {part} "
                          f"via {format_view(op.landing)} on slot{op.send_slot}/slot{op.recv_slot}")
         elif isinstance(op, Reduce):
-            order = "" if op.order == "chain" else f" order={op.order}"
+            order = ("" if op.order == "chain" else f" order={op.order}") + (f" segment={op.segment}"
+                                                                            if op.segment else "")
             lines.append(f"{pad}{format_view(op.dst)} = reduce_{op.axis} {op.op} {format_view(op.src)}{order}")
         elif isinstance(op, Send):
             slot = "" if op.slot is None else f" async slot{op.slot}"

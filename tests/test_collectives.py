@@ -152,3 +152,45 @@ def test_a_reduce_order_that_does_not_exist_is_a_message():
         compile_source("kernel k(X: f32[R, C] block(y, x)) -> S: f32[R, C / W] block(y, _) "
                        "{ S = reduce_row(X, add, order = tree) }", "t.tg", MachineConfig(width=4, height=1),
                        {"X": (2, 8)})
+
+
+@pytest.mark.parametrize("grid,segment,order", [((12, 2), 4, "grouped"), ((12, 2), 3, "chain"), ((16, 3), 8, "grouped"),
+                                                ((9, 9), 9, "grouped"), ((6, 4), 1, "chain"), ((2, 12), 6, "grouped")])
+def test_segmented_reductions_stay_inside_their_runs(grid, segment, order, rng):
+    """segment = n: every run of n tiles along the row (column) reduces on its own, in
+    the given order, and receives only its own result; a float64 sum agrees."""
+    W, H = grid
+    X = (rng.standard_normal((2 * H, 70 * W)) * 10.0 ** rng.integers(-4, 4, (2 * H, 70 * W))).astype(np.float32)
+    B = blocks(X, grid)
+
+    def reduce(parts):
+        if order == "grouped":
+            return grouped_blocks(parts, np.add)
+        acc = parts[0]
+        for p in parts[1:]:
+            acc = acc + p
+        return acc
+    if W % segment == 0:
+        out = run(f"kernel k(X: f32[R, C] block(y, x)) -> Y: f32[R, C] block(y, x) "
+                  f"{{ Y = reduce_row(X, add, order = {order}, segment = {segment}) }}", grid, X)["Y"]
+        want = np.empty_like(B)
+        for x0 in range(0, W, segment):
+            want[:, x0:x0 + segment] = reduce([B[:, x] for x in range(x0, x0 + segment)])[:, None]
+        assert_bits_equal(out, unblocks(want))
+        X64 = blocks(X.astype(np.float64), grid).reshape(H, W // segment, segment, 2, 70).sum(axis=2)
+        assert np.allclose(blocks(out, grid)[:, ::segment], X64, rtol=1e-5, atol=1e-6 * np.abs(X).max())
+    if H % segment == 0:
+        out = run(f"kernel k(X: f32[R, C] block(y, x)) -> Y: f32[R, C] block(y, x) "
+                  f"{{ Y = reduce_col(X, add, order = {order}, segment = {segment}) }}", grid, X)["Y"]
+        want = np.empty_like(B)
+        for y0 in range(0, H, segment):
+            want[y0:y0 + segment] = reduce([B[y] for y in range(y0, y0 + segment)])[None]
+        assert_bits_equal(out, unblocks(want))
+
+
+def test_a_segment_that_does_not_divide_the_row_is_a_message():
+    from tilegrid.compiler import CompileError
+    with pytest.raises(CompileError, match="segment = 3 must divide the 4 tiles along the row"):
+        compile_source("kernel k(X: f32[R, C] block(y, x)) -> S: f32[R, C] block(y, x) "
+                       "{ S = reduce_row(X, add, segment = 3) }", "t.tg", MachineConfig(width=4, height=1),
+                       {"X": (2, 8)})

@@ -20,8 +20,11 @@ MICRO_SOURCES = {
         "kernel k(A: f32[N] block(x)) -> B: f32[N / W] block(_) { B = reduce_row(A, add, order = grouped) }",
     "reduce_col (grouped)":
         "kernel k(A: f32[N] block(y)) -> B: f32[N / H] block(_) { B = reduce_col(A, max, order = grouped) }",
+    "reduce_row (grouped, segments of 4)":
+        "kernel k(A: f32[N] block(x)) -> B: f32[N] block(x) { B = reduce_row(A, add, order = grouped, segment = 4) }",
 }
-ROW_KERNELS = {"shift east", "rotate east (ring)", "broadcast_row", "reduce_row (chain)", "reduce_row (grouped)"}
+ROW_KERNELS = {"shift east", "rotate east (ring)", "broadcast_row", "reduce_row (chain)", "reduce_row (grouped)",
+               "reduce_row (grouped, segments of 4)"}
 
 
 def micro_cases():

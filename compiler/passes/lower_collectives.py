@@ -31,6 +31,10 @@ tile sends, receives and computes in the same cycles, as the hardware does:
                               'east_every<g>', whose routes pass the tiles in
                               between ((g-1) + (W/g-1) hops, not W-1). Each
                               element is (group 0's sum op group 1's) op ...
+  reduce_row(src, op, segment = n)
+                              each run of n tiles (n divides W) reduces on its
+                              own, the result broadcast on 'row_bcast_seg<n>',
+                              whose routes stop at the runs' edges.
 Columns work the same way with y, 'col_bcast', 'south' and 'south_ring'.
 """
 from __future__ import annotations
@@ -183,10 +187,11 @@ def _chunking(view):
 
 
 def _reduce(op: Reduce, k, temps):
-    n = _size(k, op.axis)
+    n = op.segment or _size(k, op.axis)   # each segment of n tiles reduces on its own
     if n == 1:
         return _copy_unless_same(op.dst, op.src, op.span)
     c = _coord(op.axis)
+    at = c if n == _size(k, op.axis) else IBin("%", c, IConst(n))  # the place in the segment
     s = op.span
 
     def temp(name):
@@ -196,12 +201,9 @@ def _reduce(op: Reduce, k, temps):
     accv = temp("acc")
     dim, length, count = _chunking(accv)
     var = f"%chunk{len(temps)}"
-
-    def piece(view):
-        return slice_dim(view, dim, IVar(var), length) if count > 1 else view
     chunks = (var, dim, length, count)
-    bcast = f"{op.axis}_bcast"
-    last = ICmp("==", c, IConst(n - 1))
+    bcast = f"{op.axis}_bcast" if n == _size(k, op.axis) else f"{op.axis}_bcast_seg{n}"
+    last = ICmp("==", at, IConst(n - 1))
     # The last tile broadcasts each finished chunk at once; the others take the
     # whole result on RESULT_SLOT, posted up front unless it would overwrite src.
     early = op.dst.buffer is not op.src.buffer
@@ -214,18 +216,19 @@ def _reduce(op: Reduce, k, temps):
         # the last tile combines straight into dst when that cannot disturb src
         into_dst = op.dst.same_as(op.src) or op.dst.buffer is not op.src.buffer
         out = op.dst if into_dst else accv
-        chain = _chain(op.op, FORWARD[op.axis], op.src, accv, ICmp("==", c, IConst(0)), last, out, tell, chunks, s)
+        chain = _chain(op.op, FORWARD[op.axis], op.src, accv, ICmp("==", at, IConst(0)), last, out, tell, chunks, s)
     else:
         # a chain inside each group of g tiles, leaving its result at the group's last
         # tile; then a chain over those tiles, g apart, on a route that passes the
-        # others ((g - 1) + (n / g - 1) hops, not n - 1); src is no longer read in the second
+        # others ((g - 1) + (n / g - 1) hops, not n - 1); src is no longer read in the second.
+        # (g divides the segment, so c % g is the place in the group.)
         lead = ICmp("==", IBin("%", c, IConst(g)), IConst(g - 1))
         into_dst, out, runv = True, op.dst, temp("run")
         fresh.append(Overwrite(runv, span=s))
         chain = (_chain(op.op, FORWARD[op.axis], op.src, accv, ICmp("==", IBin("%", c, IConst(g)), IConst(0)),
                         lead, accv, lambda view: [], chunks, s)
                  + [IfTile(lead, _chain(op.op, f"{FORWARD[op.axis]}_every{g}", accv, runv,
-                                        ICmp("==", c, IConst(g - 1)), last, out, tell, chunks, s), [], span=s)])
+                                        ICmp("==", at, IConst(g - 1)), last, out, tell, chunks, s), [], span=s)])
     result = [Recv(bcast, op.dst, slot=RESULT_SLOT, span=s)]
     before = [IfTile(last, [], result, span=s)] if early else []
     take = [Wait(RESULT_SLOT, [op.dst], span=s)] if early else [Recv(bcast, op.dst, span=s)]

@@ -52,6 +52,15 @@ def pattern_routes(name: str, width: int, height: int) -> np.ndarray:
         # _self: the sender gets its own wavelets too (RAMP -> RAMP), so it fills its own
         # copy from the fabric while its core computes, instead of copying
         table[:, PORT_RAMP] = bit[a] | bit[b] | (R if name.endswith("_self") else 0)
+    elif name.startswith(("row_bcast_seg", "col_bcast_seg")):
+        # as row_bcast, inside each run of n tiles: nothing leaves a run
+        a, b = (PORT_W, PORT_E) if name.startswith("row") else (PORT_N, PORT_S)
+        n = int(name[len("row_bcast_seg"):])
+        c = x if name.startswith("row") else y
+        to_a, to_b = np.where(c % n > 0, bit[a], 0), np.where(c % n < n - 1, bit[b], 0)
+        table[:, a] = to_b | R
+        table[:, b] = to_a | R
+        table[:, PORT_RAMP] = to_a | to_b
     elif name in ("east", "west", "south", "north"):
         out = {"east": PORT_E, "west": PORT_W, "south": PORT_S, "north": PORT_N}[name]
         back = {PORT_E: PORT_W, PORT_W: PORT_E, PORT_S: PORT_N, PORT_N: PORT_S}[out]
