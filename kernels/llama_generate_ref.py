@@ -182,11 +182,8 @@ def llama_step_wide(inputs: dict, params: dict, grid: tuple) -> dict:
     part = np.zeros((W, H, G, rows), np.float32)
     for d in range(c):  # q @ transpose(Kc) per tile: from zero, d ascending
         part = part + qt[:, :, d].T[:, None, :, None] * Kt[:, :, :, d].transpose(2, 0, 1)[:, :, None, :]
-    slots = np.zeros((W, H, G, kv, rows), np.float32)
-    for tx in range(W):
-        slots[tx, :, :, tx // tph] = part[tx]
-    total = _grouped(slots)                                                       # [H, G, kv, rows]
-    sc = np.stack([total[:, :, tx // tph] for tx in range(W)]) * scale          # [W, H, G, rows]
+    heads = [_grouped(part[j * tph:(j + 1) * tph]) for j in range(kv)]           # each [H, G, rows]
+    sc = np.stack([heads[tx // tph] for tx in range(W)]) * scale                 # [W, H, G, rows]
     late = (np.arange(H)[:, None] * rows + np.arange(rows)[None, :]) > pos      # [H, rows]
     sc = np.where(late[None, :, None, :], MASK, sc)
     m = _grouped(np.stack([rowreduce_ordered(sc[:, ty], "max") for ty in range(H)]), "max")   # [W, G, 1]
