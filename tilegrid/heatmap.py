@@ -142,7 +142,7 @@ def physical_view(stats, fabric) -> tuple[dict, np.ndarray]:
     where each logical tile sits on the physical fabric: a stats-like dict for
     write_heatmaps over physical_width x height tiles, and the mask of defective
     tiles. Tiles that host no logical tile (unused spares) show zeros."""
-    wp, h, w = fabric.physical_width, fabric.height, fabric.width
+    wp, h = fabric.physical_width, fabric.height
     where = (np.arange(h)[:, None] * wp + fabric.column).reshape(-1)   # physical index of logical tile
     view = {"cycles": _field(stats, "cycles", 0), "sram_bytes_per_tile": _field(stats, "sram_bytes_per_tile")}
     for name in PER_TILE_FIELDS:
