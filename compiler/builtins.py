@@ -10,9 +10,10 @@ REDUCE_ORDERS = ("chain", "grouped")  # reduce_row(x, add, order = grouped): see
 
 
 def group_size(n: int) -> int:
-    """order = grouped over n tiles chains inside groups of this many tiles, then over
-    the groups: the largest divisor of n that is at most sqrt(n) (1, the plain chain,
-    for a prime n). The order decides the result's bits, so it is part of the language."""
+    """order = grouped over n tiles sums inside groups of this many tiles, then over
+    the groups (docs/language.md): the largest divisor of n that is at most sqrt(n)
+    (1, the plain chain, for a prime n). The order decides the result's bits, so it
+    is part of the language."""
     return max(d for d in range(1, int(n ** 0.5) + 1) if n % d == 0)
 COLLECTIVES = {"broadcast_row", "broadcast_col", "shift", "rotate", "reduce_row", "reduce_col"}
 ELEMENTWISE = {"+": "add", "-": "sub", "*": "mul", "/": "div"}

@@ -42,11 +42,17 @@ def group_size(n: int) -> int:
 
 def chain_reduce(parts: list, op: str = "add", order: str = "chain") -> np.ndarray:
     """parts[0] op parts[1] op ... left to right, like the fabric's chain reduce.
-    order="grouped": reduce_row(..., order = grouped): left to right inside each
-    run of group_size(n) parts, then the runs' results left to right."""
-    if order == "grouped" and group_size(len(parts)) > 1:
-        g = group_size(len(parts))
-        return chain_reduce([chain_reduce(parts[i:i + g], op) for i in range(0, len(parts), g)], op)
+    order="grouped", reduce_row(..., order = grouped): runs of g = group_size(n)
+    parts, h = n / g // 2 of them before the middle. Each run before it is chained
+    left to right and those sums left to right (L); each run after it right to
+    left, and those sums right to left (R); the result is R op L."""
+    g = group_size(len(parts)) if order == "grouped" else 1
+    if g > 1:
+        h = len(parts) // g // 2
+        runs = [parts[i:i + g] for i in range(0, len(parts), g)]
+        near = chain_reduce([chain_reduce(r, op) for r in runs[:h]], op)
+        far = chain_reduce([chain_reduce(r[::-1], op) for r in runs[h:]][::-1], op)
+        return chain_reduce([far, near], op)
     acc = f32(parts[0])
     for p in parts[1:]:
         acc = acc + f32(p) if op == "add" else np.maximum(acc, f32(p))

@@ -89,19 +89,27 @@ def test_broadcasts_from_every_root(grid, rng):
 
 def grouped_blocks(parts, f):
     """order = grouped, restated from docs/language.md: runs of g parts (g the largest
-    divisor of the count at most its square root), each left to right, then the runs."""
+    divisor of the count at most its square root), h = count / g // 2 runs before the
+    middle. Those runs are chained left to right, then their sums (L); the runs after
+    the middle right to left, then their sums right to left (R); the result R op L."""
     n = len(parts)
     g = max(d for d in range(1, n + 1) if n % d == 0 and d * d <= n)
-    runs = []
-    for i in range(0, n, g):
-        acc = parts[i]
-        for p in parts[i + 1:i + g]:
+    if g == 1:
+        acc = parts[0]
+        for p in parts[1:]:
             acc = f(acc, p)
-        runs.append(acc)
-    acc = runs[0]
-    for r in runs[1:]:
-        acc = f(acc, r)
-    return acc
+        return acc
+
+    def chain(items):
+        acc = items[0]
+        for p in items[1:]:
+            acc = f(acc, p)
+        return acc
+    h = n // g // 2
+    runs = [parts[i:i + g] for i in range(0, n, g)]
+    near = chain([chain(r) for r in runs[:h]])
+    far = chain([chain(r[::-1]) for r in runs[h:]][::-1])
+    return f(far, near)
 
 
 @pytest.mark.parametrize("grid,cols", [((4, 2), 1), ((16, 1), 40), ((6, 3), 70), ((7, 2), 3), ((12, 4), 3),

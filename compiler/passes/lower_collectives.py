@@ -26,11 +26,14 @@ tile sends, receives and computes in the same cycles, as the hardware does:
                               the result while the chain still runs.
   reduce_row(src, op, order = grouped)
                               the row cut into groups of g = group_size(W)
-                              tiles: a chain inside each group, all at once,
-                              then a chain over the groups' last tiles on
-                              'east_every<g>', whose routes pass the tiles in
-                              between ((g-1) + (W/g-1) hops, not W-1). Each
-                              element is (group 0's sum op group 1's) op ...
+                              tiles and rooted in the middle: the groups
+                              before it chain east inside each group, then
+                              over their last tiles on 'east_every<g>' (a
+                              route passing the tiles between); the groups
+                              after it do the same westward ('west',
+                              'west_every<g>'); the first of those hands its
+                              sum to the root, which broadcasts R op L both
+                              ways: 38 hops in a row on 720 tiles, not 719.
   reduce_row(src, op, segment = n)
                               each run of n tiles (n divides W) reduces on its
                               own, the result broadcast on 'row_bcast_seg<n>',
@@ -41,11 +44,12 @@ from __future__ import annotations
 
 from ..builtins import group_size
 from ..composition import slice_dim
-from ..spatial_ir import (Broadcast, BroadcastFinish, BroadcastStart, Buffer, Copy, Elementwise, ICmp, IConst, IfTile, IVar, IBin, Loop,
+from ..spatial_ir import (Broadcast, BroadcastFinish, BroadcastStart, Buffer, Copy, Elementwise, IBool, ICmp, IConst, IfTile, IVar, IBin, Loop,
                           Overwrite, Recv, Reduce, Send, Shift, ShiftFinish, ShiftStart, SpatialKernel, Wait)
 
 AXIS = {"row": ("tx", "width"), "col": ("ty", "height")}
 FORWARD = {"row": "east", "col": "south"}
+BACKWARD = {"row": "west", "col": "north"}
 AXIS_OF_DIRECTION = {"east": "row", "west": "row", "south": "col", "north": "col"}
 SEND_SLOT, RECV_SLOT, RESULT_SLOT = 0, 1, 2
 REDUCE_CHUNK = 64  # elements per pipelined step of a reduce chain
@@ -218,17 +222,38 @@ def _reduce(op: Reduce, k, temps):
         out = op.dst if into_dst else accv
         chain = _chain(op.op, FORWARD[op.axis], op.src, accv, ICmp("==", at, IConst(0)), last, out, tell, chunks, s)
     else:
-        # a chain inside each group of g tiles, leaving its result at the group's last
-        # tile; then a chain over those tiles, g apart, on a route that passes the
-        # others ((g - 1) + (n / g - 1) hops, not n - 1); src is no longer read in the second.
-        # (g divides the segment, so c % g is the place in the group.)
-        lead = ICmp("==", IBin("%", c, IConst(g)), IConst(g - 1))
-        into_dst, out, runv = True, op.dst, temp("run")
-        fresh.append(Overwrite(runv, span=s))
-        chain = (_chain(op.op, FORWARD[op.axis], op.src, accv, ICmp("==", IBin("%", c, IConst(g)), IConst(0)),
-                        lead, accv, lambda view: [], chunks, s)
-                 + [IfTile(lead, _chain(op.op, f"{FORWARD[op.axis]}_every{g}", accv, runv,
-                                        ICmp("==", at, IConst(g - 1)), last, out, tell, chunks, s), [], span=s)])
+        # Rooted in the middle, so that the sums and the result's broadcast each cross
+        # half the line. The h groups on the near side chain towards the root, inside
+        # each group and then over the groups' far-end tiles on a route that passes the
+        # others; the groups beyond do the same the other way. Each side's sum lands in
+        # `total` at the tile beside the middle; the far one hands its sum to the root,
+        # the near side's last tile, which combines them. src is no longer read then,
+        # so the root writes dst.
+        h = n // g // 2
+        root = h * g - 1
+        last = ICmp("==", at, IConst(root))
+        into_dst, out = True, op.dst
+        total, given = temp("total"), temp("given")
+        fresh += [Overwrite(total, span=s), Overwrite(given, span=s)]
+        mod_g = IBin("%", c, IConst(g))
+
+        def side(stream, group_first, group_lead, first_lead, last_lead):
+            """one side's chains: inside the groups, then over the groups' leads into total"""
+            lead = ICmp("==", mod_g, IConst(group_lead))
+            groups = _chain(op.op, stream, op.src, accv, ICmp("==", mod_g, IConst(group_first)), lead, accv,
+                            lambda view: [], chunks, s)
+            if first_lead == last_lead:   # one group: its sum is the side's
+                return groups + [IfTile(ICmp("==", at, IConst(last_lead)), [Copy(total, accv, span=s)], [], span=s)]
+            leads = _chain(op.op, f"{stream}_every{g}", accv, total, ICmp("==", at, IConst(first_lead)),
+                           ICmp("==", at, IConst(last_lead)), total, lambda view: [], chunks, s)
+            return groups + [IfTile(lead, leads, [], span=s)]
+        back_stream = BACKWARD[op.axis]
+        sides = IfTile(ICmp("<=", at, IConst(root)), side(FORWARD[op.axis], 0, g - 1, g - 1, root),
+                       side(back_stream, g - 1, 0, n - g, root + 1), span=s)
+        # the hand-over, a chain of two tiles: the root's own part is its side's total
+        pair = IBool("or", ICmp("==", at, IConst(root)), ICmp("==", at, IConst(root + 1)))
+        hand = _chain(op.op, back_stream, total, given, ICmp("==", at, IConst(root + 1)), last, out, tell, chunks, s)
+        chain = [sides, IfTile(pair, hand, [], span=s)]
     result = [Recv(bcast, op.dst, slot=RESULT_SLOT, span=s)]
     before = [IfTile(last, [], result, span=s)] if early else []
     take = [Wait(RESULT_SLOT, [op.dst], span=s)] if early else [Recv(bcast, op.dst, span=s)]

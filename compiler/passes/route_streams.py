@@ -74,11 +74,13 @@ def pattern_routes(name: str, width: int, height: int) -> np.ndarray:
         table[:, back] = R
         table[:, out] = np.where(has[back], 1 << back, R)
         table[:, out] = np.where(has[out] | has[back], table[:, out], 0)
-    elif name.split("_every")[0] in ("east", "south") and name.split("_every")[-1].isdigit():
-        # a chain over every g-th tile (x % g == g - 1): those send and take; the rest pass it on
+    elif name.split("_every")[0] in ("east", "west", "south", "north") and name.split("_every")[-1].isdigit():
+        # a chain over the groups of g tiles: each group's tile at the chain's far end
+        # (x % g == g - 1 going east, 0 going west) sends and takes; the rest pass it on
         direction, g = name.split("_every")
-        out, back, c = (PORT_E, PORT_W, x) if direction == "east" else (PORT_S, PORT_N, y)
-        lead = c % int(g) == int(g) - 1
+        out, back, c = {"east": (PORT_E, PORT_W, x), "west": (PORT_W, PORT_E, x),
+                        "south": (PORT_S, PORT_N, y), "north": (PORT_N, PORT_S, y)}[direction]
+        lead = c % int(g) == (int(g) - 1 if direction in ("east", "south") else 0)
         table[:, PORT_RAMP] = np.where(lead, bit[out], 0)
         table[:, back] = np.where(lead, R, bit[out])
     else:
