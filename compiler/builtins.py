@@ -7,14 +7,6 @@ BUILTINS = {"W", "H", "tx", "ty"}
 DIRECTIONS = ("east", "west", "south", "north")
 REDUCE_OPS = ("add", "max")
 REDUCE_ORDERS = ("chain", "grouped")  # reduce_row(x, add, order = grouped): see lower_collectives.py
-
-
-def group_size(n: int) -> int:
-    """order = grouped over n tiles sums inside groups of this many tiles, then over
-    the groups (docs/language.md): the largest divisor of n that is at most sqrt(n)
-    (1, the plain chain, for a prime n). The order decides the result's bits, so it
-    is part of the language."""
-    return max(d for d in range(1, int(n ** 0.5) + 1) if n % d == 0)
 COLLECTIVES = {"broadcast_row", "broadcast_col", "shift", "rotate", "reduce_row", "reduce_col"}
 ELEMENTWISE = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 UNARY_FUNCS = {"exp", "tanh", "sqrt"}
@@ -26,3 +18,11 @@ TENSOR_FUNCS = UNARY_FUNCS | set(LOCAL_REDUCTIONS) | {"transpose", "max", "min",
 # and the later rescale by exp(-1e30 - m) = 0 removes them exactly.
 MASK_VALUE = -1e30
 MAX_RANK = 4
+
+
+def group_size(n: int) -> int:
+    """order = grouped over n tiles sums inside groups of this many tiles, then over
+    the groups (docs/language.md): the largest divisor of n that is at most sqrt(n)
+    (1, the plain chain, for a prime n). The order decides the result's bits, so it
+    is part of the language."""
+    return max(d for d in range(1, int(n ** 0.5) + 1) if n % d == 0)

@@ -36,7 +36,9 @@ def matvec_ordered(a: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def group_size(n: int) -> int:
     """The group of a grouped reduction over n tiles: the largest divisor of n
-    that is at most sqrt(n) (1 for a prime n, where grouped is the chain)."""
+    that is at most sqrt(n) (1 for a prime n, where grouped is the chain).
+    Restated from docs/language.md rather than imported, so that the references
+    do not lean on the compiler they check."""
     return max(d for d in range(1, int(n ** 0.5) + 1) if n % d == 0)
 
 

@@ -55,7 +55,7 @@ def pattern_routes(name: str, width: int, height: int) -> np.ndarray:
     elif name.startswith(("row_bcast_seg", "col_bcast_seg")):
         # as row_bcast, inside each run of n tiles: nothing leaves a run
         a, b = (PORT_W, PORT_E) if name.startswith("row") else (PORT_N, PORT_S)
-        n = int(name[len("row_bcast_seg"):])
+        n = int(name.rpartition("seg")[2])
         c = x if name.startswith("row") else y
         to_a, to_b = np.where(c % n > 0, bit[a], 0), np.where(c % n < n - 1, bit[b], 0)
         table[:, a] = to_b | R
@@ -74,13 +74,14 @@ def pattern_routes(name: str, width: int, height: int) -> np.ndarray:
         table[:, back] = R
         table[:, out] = np.where(has[back], 1 << back, R)
         table[:, out] = np.where(has[out] | has[back], table[:, out], 0)
-    elif name.split("_every")[0] in ("east", "west", "south", "north") and name.split("_every")[-1].isdigit():
+    elif name.partition("_every")[0] in ("east", "west", "south", "north") and name.partition("_every")[2].isdigit():
         # a chain over the groups of g tiles: each group's tile at the chain's far end
         # (x % g == g - 1 going east, 0 going west) sends and takes; the rest pass it on
-        direction, g = name.split("_every")
+        direction, _, every = name.partition("_every")
+        g = int(every)
         out, back, c = {"east": (PORT_E, PORT_W, x), "west": (PORT_W, PORT_E, x),
                         "south": (PORT_S, PORT_N, y), "north": (PORT_N, PORT_S, y)}[direction]
-        lead = c % int(g) == (int(g) - 1 if direction in ("east", "south") else 0)
+        lead = c % g == (g - 1 if direction in ("east", "south") else 0)
         table[:, PORT_RAMP] = np.where(lead, bit[out], 0)
         table[:, back] = np.where(lead, R, bit[out])
     else:
