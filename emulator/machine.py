@@ -11,9 +11,10 @@ still blocked, is a deadlock: it is reported with what each tile waits on.
 """
 from __future__ import annotations
 
+import copy
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import ml_dtypes
 import numpy as np
@@ -35,6 +36,10 @@ class EmulatorError(Exception):
 
 class DeadlockError(EmulatorError):
     pass
+
+
+def _no_tiles() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
 
 
 @dataclass
@@ -61,12 +66,14 @@ class RunStats:
     fabric: dict = field(default_factory=dict)  # a defective wafer's repair summary (RepairedFabric.summary)
     physical_wavelet_hops: int = 0  # router hops (one wavelet over one physical link); = wavelet_hops when perfect
     regions: list = field(default_factory=list)  # per code region: where its tiles' time went (Emulator.region_table)
-    per_tile_cycles: list = field(default_factory=list, repr=False)
-    per_tile_busy: list = field(default_factory=list, repr=False)
-    per_tile_blocked: list = field(default_factory=list, repr=False)
-    per_tile_instructions: list = field(default_factory=list, repr=False)
-    per_tile_sram_bytes: list = field(default_factory=list, repr=False)
-    link_wavelets: list = field(default_factory=list, repr=False)  # [tile][N,E,S,W]
+    # Per tile, as int64 arrays: a million tiles' figures as Python lists would take
+    # seconds to build (and the garbage collector seconds more to scan) on every run.
+    per_tile_cycles: np.ndarray = field(default_factory=_no_tiles, repr=False)
+    per_tile_busy: np.ndarray = field(default_factory=_no_tiles, repr=False)
+    per_tile_blocked: np.ndarray = field(default_factory=_no_tiles, repr=False)
+    per_tile_instructions: np.ndarray = field(default_factory=_no_tiles, repr=False)
+    per_tile_sram_bytes: np.ndarray = field(default_factory=_no_tiles, repr=False)
+    link_wavelets: np.ndarray = field(default_factory=_no_tiles, repr=False)  # [tile, N E S W]
     events: object = field(default=None, repr=False)       # int64 [n, 6] trace records (trace_events.py)
     events_dropped: int = 0
 
@@ -74,10 +81,11 @@ class RunStats:
                 "per_tile_sram_bytes", "link_wavelets")
 
     def to_dict(self, per_tile: bool = False) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k != "events"}
-        if not per_tile:
-            for k in self.PER_TILE:
-                d.pop(k)
+        """The figures as JSON-ready values; the per-tile arrays (as lists) only if asked."""
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+             if f.name != "events" and f.name not in self.PER_TILE}
+        if per_tile:
+            d.update({k: np.asarray(getattr(self, k)).tolist() for k in self.PER_TILE})
         return d
 
 
@@ -313,8 +321,8 @@ class Emulator:
         cfg = self.program.config
         stats.cycles = int(result.cycles)
         stats.seconds = cfg.seconds(stats.cycles)
-        stats.per_tile_cycles = result.per_tile_cycles.tolist()
-        stats.per_tile_busy = result.per_tile_busy.tolist()
+        stats.per_tile_cycles = result.per_tile_cycles
+        stats.per_tile_busy = result.per_tile_busy
         busy = int(result.per_tile_busy.sum())
         stats.utilization = busy / (stats.cycles * cfg.tiles) if stats.cycles else 0.0
         stats.wall_seconds += result.wall_seconds
@@ -343,9 +351,9 @@ class Emulator:
             phases=self.phase_table(), regions=self.region_table(cycles),
             fabric={} if self.fabric is None else self.fabric.summary(),
             physical_wavelet_hops=int((s.links.wavelets * s.links.hops).sum()),
-            per_tile_cycles=tiles.clock.tolist(), per_tile_busy=tiles.busy.tolist(),
-            per_tile_blocked=tiles.blocked.tolist(), per_tile_instructions=tiles.icount.tolist(),
-            per_tile_sram_bytes=sram.tolist(), link_wavelets=s.links.wavelets.tolist(),
+            per_tile_cycles=tiles.clock.copy(), per_tile_busy=tiles.busy.copy(),
+            per_tile_blocked=tiles.blocked.copy(), per_tile_instructions=tiles.icount.copy(),
+            per_tile_sram_bytes=sram.astype(np.int64), link_wavelets=s.links.wavelets.copy(),
             events=events, events_dropped=dropped)
 
     def region_table(self, cycles: int) -> list[dict]:

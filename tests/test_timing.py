@@ -65,7 +65,7 @@ def test_one_hop_stream(cfg, L):
     i = cfg.issue_cycles
     assert streams(stats, EV_RECV)[1] == (i, i + lat(cfg, 1) + L)
     assert streams(stats, EV_SEND)[0] == (i, i + L)
-    assert stats.per_tile_cycles == [max(2 * i, i + L) + i, i + lat(cfg, 1) + L + i]
+    assert stats.per_tile_cycles.tolist() == [max(2 * i, i + L) + i, i + lat(cfg, 1) + L + i]
     assert stats.cycles == 2 * i + lat(cfg, 1) + L
 
 

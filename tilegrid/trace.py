@@ -395,7 +395,7 @@ def _region_events(regions: list, pid: int, ns, per_tile_cycles) -> list[str]:
     """Each region as a row: running from 0 until its last tile halts, then halted to the end."""
     if len(regions) < 2:
         return []
-    end = max(int(max(per_tile_cycles, default=0)) if per_tile_cycles is not None else 0,
+    end = max(int(np.max(per_tile_cycles, initial=0)) if per_tile_cycles is not None else 0,
               max(int(r["last_cycle"]) for r in regions))
     out = [f'{{"ph":"M","pid":{pid},"tid":{CORE_TID},"name":"process_name","args":{{"name":"regions"}}}}',
            f'{{"ph":"M","pid":{pid},"tid":{CORE_TID},"name":"process_sort_index","args":{{"sort_index":-1}}}}']
