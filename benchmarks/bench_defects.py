@@ -27,6 +27,7 @@ SIZES = {
     "gemv": ({"M": 64, "N": 64}, {}),
     "matmul_cannon": ({"M": 64, "K": 64, "N": 64}, {}),
     "matmul_systolic": ({"M": 32, "K": 32, "N": 32}, {}),
+    "matmul_systolic_resident": ({"AR": 16, "AK": 512, "BK": 512, "BC": 16}, {"M": 64, "N": 64}),
     "softmax": ({"R": 64, "C": 64}, {}),
     "layernorm": ({"R": 64, "C": 64}, {}),
     "attention": ({"S": 256, "D": 16}, {}),
@@ -52,7 +53,7 @@ def scaled(name: str, sizes: dict, factor: int) -> dict:
     def grow(k, v):
         if k == "S":
             return v * factor * (factor if name in ATTENTION_LIKE else 1)
-        return v * factor if k in ("M", "K", "N", "R", "C", "P") else v
+        return v * factor if k in ("M", "K", "N", "R", "C", "P", "AR", "AK", "BK", "BC") else v
     return {k: grow(k, v) for k, v in sizes.items()}
 
 

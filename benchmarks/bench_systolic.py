@@ -49,7 +49,11 @@ from tilegrid.compiler.checker import check_kernel
 from tilegrid.compiler.passes import double_buffer
 from tilegrid.compiler.spatial_ir import format_ir
 from tilegrid.emulator import Emulator, MachineConfig
-from tilegrid.kernels.matmul_systolic_ref import folds, pad_inputs, reference
+from tilegrid.kernels.matmul_systolic_ref import folds, pad_inputs, reference, resident_layout
+
+# the two kernels: operands stored evenly over the tiles and gathered to the injecting
+# tiles first (matmul_systolic), or already on them (matmul_systolic_resident)
+KERNELS = {"distributed": "matmul_systolic", "resident": "matmul_systolic_resident"}
 
 # SCALE-Sim's reported simulation times, seconds, keyed by (W, H, M, N, K). Quoted, not measured.
 SCALESIM_REPORTED_S = {(16, 16, 256, 256, 256): 6.8, (32, 32, 1024, 1024, 1024): 387.0}
@@ -76,40 +80,48 @@ def parse_case(text: str):
     return (W, H), (M, N, K)
 
 
-def compile_program(grid: tuple, shapes: dict, config: MachineConfig, pipelined: bool):
+def compile_program(kernel: str, grid: tuple, shapes: dict, params: dict, config: MachineConfig, pipelined: bool):
     """(program, lowered IR text): as tilegrid compiles it, or with double_buffer's rewrite taken."""
     if not pipelined:
-        compiled = compile_kernel("matmul_systolic", grid, shapes, {}, config)
+        compiled = compile_kernel(kernel, grid, shapes, params, config)
         return compiled.program, compiled.lowered
-    source, path = api.read_source("matmul_systolic")
+    source, path = api.read_source(kernel)
     machine = api.machine(grid, config)
     own, table = driver.load_kernels(source, path)
-    spatial = check_kernel(own[-1], machine.width, machine.height, shapes, {}, table,
+    spatial = check_kernel(own[-1], machine.width, machine.height, shapes, params, table,
                            max_ops=machine.sram_bytes // machine.instruction_bytes)
     spatial, program = driver._lower_and_emit(double_buffer(spatial), machine, path)
     return program, format_ir(spatial)
 
 
-def bench(grid: tuple, shape: tuple, repeat: int, sram_kib: int, seed: int = 0, pipelined: bool = False) -> dict:
+def bench(kernel: str, grid: tuple, shape: tuple, repeat: int, sram_kib: int, seed: int = 0,
+          pipelined: bool = False) -> dict:
     M, N, K = shape
     rng = np.random.default_rng(seed + M + N + K)
     A = rng.standard_normal((M, K)).astype(np.float32)
     B = rng.standard_normal((K, N)).astype(np.float32)
-    Ap, Bp = pad_inputs(A, B, grid)
+    if kernel == "matmul_systolic":
+        Ap, Bp = pad_inputs(A, B, grid)
+        inputs, params = {"A": Ap, "B": Bp}, {}
+        padded = (Ap.shape[0], Bp.shape[1], Ap.shape[1])
+    else:
+        inputs, params = resident_layout(A, B, grid)
+        padded = (params["M"], params["N"], K)
     config = MachineConfig(sram_bytes=sram_kib * 1024)
     t0 = time.perf_counter()
-    program, lowered = compile_program(grid, {"A": Ap.shape, "B": Bp.shape}, config, pipelined)
+    program, lowered = compile_program(kernel, grid, {k: v.shape for k, v in inputs.items()}, params, config,
+                                       pipelined)
     compile_s = time.perf_counter() - t0
 
     emu = Emulator(program)
-    emu.load_inputs({"A": Ap, "B": Bp})
+    emu.load_inputs(inputs)
     stats = emu.run()  # warm-up: the numba core compiles or loads its cache
     C = emu.read_outputs()["C"][:M, :N]
 
     times = []
     for _ in range(repeat):
         e = Emulator(program)
-        e.load_inputs({"A": Ap, "B": Bp})
+        e.load_inputs(inputs)
         t = time.perf_counter()
         e.run()
         times.append(time.perf_counter() - t)
@@ -118,8 +130,8 @@ def bench(grid: tuple, shape: tuple, repeat: int, sram_kib: int, seed: int = 0, 
     exact = bool(np.array_equal(C.view(np.uint32), want.view(np.uint32)))
     formula = scalesim_os_cycles(M, N, K, grid)
     return {
-        "grid": f"{grid[0]}x{grid[1]}", "M": M, "N": N, "K": K,
-        "padded": list(Ap.shape[:1] + Bp.shape[::-1]) if (Ap.shape, Bp.shape) != (A.shape, B.shape) else None,
+        "kernel": kernel, "grid": f"{grid[0]}x{grid[1]}", "M": M, "N": N, "K": K,
+        "padded": list(padded) if padded != (M, N, K) else None,
         "folds": folds(M, N, grid), "cycles": int(stats.cycles), "scalesim_cycles": formula,
         "ratio": stats.cycles / formula, "emulate_s": min(times), "compile_s": compile_s,
         "scalesim_reported_s": SCALESIM_REPORTED_S.get((*grid, M, N, K)),
@@ -138,27 +150,32 @@ def main(argv=None) -> int:
     ap.add_argument("--sram-kib", type=int, default=48, help="SRAM per tile (default 48, the machine's)")
     ap.add_argument("--pipelined", action="store_true",
                     help="compile with double_buffer's rewrite taken (see above)")
+    ap.add_argument("--kernel", choices=["both", *KERNELS], default="both",
+                    help="distributed: matmul_systolic (operands gathered to the injecting tiles first); "
+                         "resident: matmul_systolic_resident (operands already there); default both")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
+    kernels = list(KERNELS.values()) if args.kernel == "both" else [KERNELS[args.kernel]]
     cases = [parse_case(c) for c in args.case] if args.case else list(DEFAULT_CASES)
     if args.large:
         cases.append(LARGE_CASE)
     print(f"{os.cpu_count()} cores, numpy {np.__version__}, {args.sram_kib} KiB SRAM per tile, "
           f"best of {args.repeat} warm runs")
-    head = (f"{'grid':>6} {'M':>5} {'N':>5} {'K':>5} {'folds':>6} {'cycles':>10} {'SCALE-Sim':>10} "
+    head = (f"{'kernel':>24} {'grid':>6} {'M':>5} {'N':>5} {'K':>5} {'folds':>6} {'cycles':>10} {'SCALE-Sim':>10} "
             f"{'ratio':>6} {'emulate s':>10} {'SCALE-Sim s':>12} {'piped':>5}  bit-exact")
     print(head)
     print("-" * len(head))
     rows = []
     for grid, shape in cases:
-        r = bench(grid, shape, args.repeat, args.sram_kib, pipelined=args.pipelined)
-        rows.append(r)
-        reported = f"{r['scalesim_reported_s']:.1f}" if r["scalesim_reported_s"] is not None else "-"
-        note = f"  (padded to {r['padded'][0]}x{r['padded'][1]}x{r['padded'][2]})" if r["padded"] else ""
-        print(f"{r['grid']:>6} {r['M']:>5} {r['N']:>5} {r['K']:>5} {r['folds']:>6} {r['cycles']:>10} "
-              f"{r['scalesim_cycles']:>10} {r['ratio']:>6.2f} {r['emulate_s']:>10.3f} {reported:>12} "
-              f"{'yes' if r['pipelined'] else 'no':>5}  "
-              f"{'yes' if r['bit_exact'] else 'NO'}{note}", flush=True)
+        for kernel in kernels:
+            r = bench(kernel, grid, shape, args.repeat, args.sram_kib, pipelined=args.pipelined)
+            rows.append(r)
+            reported = f"{r['scalesim_reported_s']:.1f}" if r["scalesim_reported_s"] is not None else "-"
+            note = f"  (padded to {r['padded'][0]}x{r['padded'][1]}x{r['padded'][2]})" if r["padded"] else ""
+            print(f"{r['kernel']:>24} {r['grid']:>6} {r['M']:>5} {r['N']:>5} {r['K']:>5} {r['folds']:>6} {r['cycles']:>10} "
+                  f"{r['scalesim_cycles']:>10} {r['ratio']:>6.2f} {r['emulate_s']:>10.3f} {reported:>12} "
+                  f"{'yes' if r['pipelined'] else 'no':>5}  "
+                  f"{'yes' if r['bit_exact'] else 'NO'}{note}", flush=True)
     print("SCALE-Sim s: SCALE-Sim's reported time for that simulation (quoted, not measured here).")
     if args.json:
         Path(args.json).write_text(json.dumps({"results": rows, "cores": os.cpu_count()}, indent=2))

@@ -51,6 +51,14 @@ def _randn(rng, *shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
+def _resident_inputs(rng, s):
+    """Random operands already in matmul_systolic_resident's layout (its slots hold A
+    rows and B columns; which rows and columns depends on the grid, and the
+    reference reads them back by the same rule). The demo sizes, on 4x4 tiles, are
+    K = 32 with one slot per tile (Ar [H, W K], Bc [H K, W]): M, N up to 16."""
+    return {"Ar": _randn(rng, s["AR"], s["AK"]), "Bc": _randn(rng, s["BK"], s["BC"])}
+
+
 def _mlp_inputs(rng, s):
     dm, dff = s["Dm"], s["Dff"]
     return {"X": _randn(rng, s["S"], dm), "w1": _randn(rng, dm, dff, scale=dm ** -0.5),
@@ -168,6 +176,9 @@ BUNDLED = {
                                   lambda rng, s: {"A": _randn(rng, s["M"], s["K"]),
                                                   "B": _randn(rng, s["K"], s["N"])},
                                   {"M": 32, "K": 32, "N": 32}),
+    "matmul_systolic_resident": KernelSpec("matmul_systolic_resident", matmul_systolic_ref.resident_reference,
+                                           ground_truth.matmul_systolic_resident, _resident_inputs,
+                                           {"AR": 4, "AK": 128, "BK": 128, "BC": 4}),
     "softmax": KernelSpec("softmax", softmax_ref.reference, ground_truth.softmax,
                           lambda rng, s: {"X": _randn(rng, s["R"], s["C"]) * 4}, {"R": 64, "C": 64}),
     "layernorm": KernelSpec("layernorm", layernorm_ref.reference, ground_truth.layernorm,

@@ -74,3 +74,69 @@ def run_padded(A: np.ndarray, B: np.ndarray, grid: tuple, **run_kwargs):
     Ap, Bp = pad_inputs(A, B, grid)
     result = run_kernel("matmul_systolic", {"A": Ap, "B": Bp}, grid=grid, **run_kwargs)
     return result.outputs["C"][:np.shape(A)[0], :np.shape(B)[1]], result
+
+
+# ---- kernels/matmul_systolic_resident.tg: A rows and B columns on their injecting tiles
+
+def resident_layout(A: np.ndarray, B: np.ndarray, grid: tuple) -> tuple[dict, dict]:
+    """({"Ar", "Bc"}, {"M", "N"}): A [M, K] and B [K, N] arranged for
+    matmul_systolic_resident on grid = (W, H), with M and N zero-padded at the end
+    to multiples of H and W (those rows and columns of C are zero and cropped by
+    the caller). The rule, restated from the kernel's header: A row ty*mb + fi on
+    tile ((fi + ty) % W, ty), slot fi // W; B column tx*nb + fj on tile
+    (tx, (fj + tx + 1) % H), column fj // H."""
+    A, B = f32(A), f32(B)
+    (M, K), N = A.shape, B.shape[1]
+    if B.shape[0] != K:
+        raise ValueError(f"A is {A.shape} and B is {B.shape}: the inner sizes differ")
+    W, H = int(grid[0]), int(grid[1])
+    Mp, Np = _ceil_to(M, H), _ceil_to(N, W)
+    mb, nb = Mp // H, Np // W
+    ra, rb = -(-mb // W), -(-nb // H)
+    Ar = np.zeros((H, ra, W, K), np.float32)        # [tile row, slot, tile column, k]
+    Bc = np.zeros((H, K, W, rb), np.float32)        # [tile row, k, tile column, slot]
+    for ty in range(H):
+        for fi in range(mb):
+            if ty * mb + fi < M:
+                Ar[ty, fi // W, (fi + ty) % W] = A[ty * mb + fi]
+    for tx in range(W):
+        for fj in range(nb):
+            if tx * nb + fj < N:
+                Bc[(fj + tx + 1) % H, :, tx, fj // H] = B[:, tx * nb + fj]
+    return ({"Ar": Ar.reshape(H * ra, W * K), "Bc": Bc.reshape(H * K, W * rb)}, {"M": Mp, "N": Np})
+
+
+def from_resident(Ar: np.ndarray, Bc: np.ndarray, M: int, N: int, grid: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """A [M, K] and B [K, N] back out of resident_layout's arrangement (the slots no
+    A row or B column uses are ignored)."""
+    W, H = int(grid[0]), int(grid[1])
+    K = Ar.shape[1] // W
+    ra, rb = Ar.shape[0] // H, Bc.shape[1] // W
+    mb, nb = M // H, N // W
+    Ar4 = f32(Ar).reshape(H, ra, W, K)
+    Bc4 = f32(Bc).reshape(H, K, W, rb)
+    A = np.empty((M, K), np.float32)
+    B = np.empty((K, N), np.float32)
+    for ty in range(H):
+        for fi in range(mb):
+            A[ty * mb + fi] = Ar4[ty, fi // W, (fi + ty) % W]
+    for tx in range(W):
+        for fj in range(nb):
+            B[:, tx * nb + fj] = Bc4[(fj + tx + 1) % H, :, tx, fj // H]
+    return A, B
+
+
+def resident_reference(inputs: dict, params: dict, grid: tuple) -> dict:
+    A, B = from_resident(inputs["Ar"], inputs["Bc"], int(params["M"]), int(params["N"]), grid)
+    return reference({"A": A, "B": B}, params, grid)
+
+
+def run_resident(A: np.ndarray, B: np.ndarray, grid: tuple, **run_kwargs):
+    """The product of A and B by kernels/matmul_systolic_resident.tg: arrange, run, crop.
+    Returns (C [M, N], the RunResult)."""
+    from tilegrid.api import run_kernel
+
+    inputs, sizes = resident_layout(A, B, grid)
+    params = {**run_kwargs.pop("params", {}), **sizes}
+    result = run_kernel("matmul_systolic_resident", inputs, grid=grid, params=params, **run_kwargs)
+    return result.outputs["C"][:np.shape(A)[0], :np.shape(B)[1]], result

@@ -603,6 +603,7 @@ KERNEL_CASES = [
     ("attention", (4, 2), {"S": 64, "D": 32}, {}),
     ("transformer_block", (2, 2), {"S": 16, "Dm": 16, "Dff": 32}, {"heads": 2, "causal": 1}),
     ("matmul_systolic", (4, 4), {"M": 32, "K": 32, "N": 32}, {}),
+    ("matmul_systolic_resident", (4, 2), {"AR": 4, "AK": 64, "BK": 32, "BC": 8}, {"M": 16, "N": 16}),
 ]
 
 

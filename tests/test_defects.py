@@ -220,6 +220,8 @@ KERNELS_16x16 = [
     ("gemv", {"M": 64, "N": 64}, {}),
     ("matmul_cannon", {"M": 64, "K": 64, "N": 64}, {}),
     ("matmul_systolic", {"M": 32, "K": 32, "N": 32}, {}),
+    # the same arrays on 16x16 (K = 16, two slots a tile) and 32x32 (K = 8, one slot)
+    ("matmul_systolic_resident", {"AR": 32, "AK": 256, "BK": 256, "BC": 32}, {"M": 64, "N": 64}),
     ("softmax", {"R": 64, "C": 64}, {}),
     ("layernorm", {"R": 64, "C": 64}, {}),
     ("attention", {"S": 256, "D": 16}, {}),

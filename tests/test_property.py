@@ -53,6 +53,15 @@ def _llama_configuration(rnd, name, sizes, params):
         sizes["P"] = max(sizes["P"], 4 * -(-(sizes["S"] + sizes["T"] - 1) // 4))
 
 
+def _resident_configuration(rnd, grid, sizes, params):
+    """matmul_systolic_resident's arrays fit the grid: Ar [H ra, W K], Bc [H K, W rb],
+    M = H mb with mb <= W ra, N = W nb with nb <= H rb."""
+    W, H = grid
+    K, ra, rb = rnd.choice([1, 3, 8]), rnd.choice([1, 2]), rnd.choice([1, 2])
+    sizes.update(AR=H * ra, AK=W * K, BK=H * K, BC=W * rb)
+    params.update(M=H * rnd.randint(1, W * ra), N=W * rnd.randint(1, H * rb))
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_random_configurations_of_every_kernel(seed):
     """Random kernel, sizes, grid and queue depth (down to 1 wavelet, so back-pressure is
@@ -81,6 +90,8 @@ def test_random_configurations_of_every_kernel(seed):
             params["heads"] = rnd.choice([1, 2, 4])
         if name in ("llama_layer", "llama_model", "llama_step", "llama_generate"):
             _llama_configuration(rnd, name, sizes, params)
+        if name == "matmul_systolic_resident":
+            _resident_configuration(rnd, grid, sizes, params)
         config = MachineConfig(queue_depth=rnd.choice([1, 2, 8]))
         inputs = spec.make_inputs(np.random.default_rng(seed), sizes)
         try:
