@@ -78,31 +78,40 @@ def run_padded(A: np.ndarray, B: np.ndarray, grid: tuple, **run_kwargs):
 
 # ---- kernels/matmul_systolic_resident.tg: A rows and B columns on their injecting tiles
 
+def _resident_places(M: int, N: int, grid: tuple):
+    """Where matmul_systolic_resident keeps its operands (M, N already padded): for
+    each A row i, (i, tile row, slot, tile column); for each B column j, (j, tile
+    row, tile column, slot). The rule, restated from the kernel's header: A row
+    ty*mb + fi on tile ((fi + ty) % W, ty), slot fi // W; B column tx*nb + fj on
+    tile (tx, (fj + tx + 1) % H), column fj // H."""
+    W, H = int(grid[0]), int(grid[1])
+    mb, nb = M // H, N // W
+    rows = [(ty * mb + fi, ty, fi // W, (fi + ty) % W) for ty in range(H) for fi in range(mb)]
+    cols = [(tx * nb + fj, (fj + tx + 1) % H, tx, fj // H) for tx in range(W) for fj in range(nb)]
+    return rows, cols
+
+
 def resident_layout(A: np.ndarray, B: np.ndarray, grid: tuple) -> tuple[dict, dict]:
     """({"Ar", "Bc"}, {"M", "N"}): A [M, K] and B [K, N] arranged for
     matmul_systolic_resident on grid = (W, H), with M and N zero-padded at the end
     to multiples of H and W (those rows and columns of C are zero and cropped by
-    the caller). The rule, restated from the kernel's header: A row ty*mb + fi on
-    tile ((fi + ty) % W, ty), slot fi // W; B column tx*nb + fj on tile
-    (tx, (fj + tx + 1) % H), column fj // H."""
+    the caller)."""
     A, B = f32(A), f32(B)
     (M, K), N = A.shape, B.shape[1]
     if B.shape[0] != K:
         raise ValueError(f"A is {A.shape} and B is {B.shape}: the inner sizes differ")
     W, H = int(grid[0]), int(grid[1])
     Mp, Np = _ceil_to(M, H), _ceil_to(N, W)
-    mb, nb = Mp // H, Np // W
-    ra, rb = -(-mb // W), -(-nb // H)
+    ra, rb = -(-(Mp // H) // W), -(-(Np // W) // H)
     Ar = np.zeros((H, ra, W, K), np.float32)        # [tile row, slot, tile column, k]
     Bc = np.zeros((H, K, W, rb), np.float32)        # [tile row, k, tile column, slot]
-    for ty in range(H):
-        for fi in range(mb):
-            if ty * mb + fi < M:
-                Ar[ty, fi // W, (fi + ty) % W] = A[ty * mb + fi]
-    for tx in range(W):
-        for fj in range(nb):
-            if tx * nb + fj < N:
-                Bc[(fj + tx + 1) % H, :, tx, fj // H] = B[:, tx * nb + fj]
+    rows, cols = _resident_places(Mp, Np, grid)
+    for i, ty, slot, tx in rows:
+        if i < M:
+            Ar[ty, slot, tx] = A[i]
+    for j, ty, tx, slot in cols:
+        if j < N:
+            Bc[ty, :, tx, slot] = B[:, j]
     return ({"Ar": Ar.reshape(H * ra, W * K), "Bc": Bc.reshape(H * K, W * rb)}, {"M": Mp, "N": Np})
 
 
@@ -111,18 +120,15 @@ def from_resident(Ar: np.ndarray, Bc: np.ndarray, M: int, N: int, grid: tuple) -
     A row or B column uses are ignored)."""
     W, H = int(grid[0]), int(grid[1])
     K = Ar.shape[1] // W
-    ra, rb = Ar.shape[0] // H, Bc.shape[1] // W
-    mb, nb = M // H, N // W
-    Ar4 = f32(Ar).reshape(H, ra, W, K)
-    Bc4 = f32(Bc).reshape(H, K, W, rb)
+    Ar4 = f32(Ar).reshape(H, Ar.shape[0] // H, W, K)
+    Bc4 = f32(Bc).reshape(H, K, W, Bc.shape[1] // W)
     A = np.empty((M, K), np.float32)
     B = np.empty((K, N), np.float32)
-    for ty in range(H):
-        for fi in range(mb):
-            A[ty * mb + fi] = Ar4[ty, fi // W, (fi + ty) % W]
-    for tx in range(W):
-        for fj in range(nb):
-            B[:, tx * nb + fj] = Bc4[(fj + tx + 1) % H, :, tx, fj // H]
+    rows, cols = _resident_places(M, N, grid)
+    for i, ty, slot, tx in rows:
+        A[i] = Ar4[ty, slot, tx]
+    for j, ty, tx, slot in cols:
+        B[:, j] = Bc4[ty, :, tx, slot]
     return A, B
 
 
