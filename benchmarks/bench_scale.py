@@ -44,18 +44,29 @@ def sizes_for(kernel: str, side: int) -> tuple[dict, dict]:
     raise SystemExit(f"unknown kernel {kernel}")
 
 
+def make_inputs(kernel: str, side: int) -> dict:
+    from tilegrid import kernels
+    return kernels.BUNDLED[kernel].make_inputs(np.random.default_rng(0), sizes_for(kernel, side)[0])
+
+
+def compile_case(kernel: str, side: int, inputs: dict):
+    """The case's program on a side x side grid (profile_rounds.py shares it)."""
+    from tilegrid import api
+    from tilegrid.emulator import MachineConfig
+    params = sizes_for(kernel, side)[1]
+    cfg = MachineConfig(width=side, height=side)
+    return api.compile_kernel(kernel, (side, side), {k: v.shape for k, v in inputs.items()}, params, cfg).program
+
+
 def run_case(kernel: str, side: int, defects: float, seed: int) -> dict:
-    from tilegrid import api, kernels
-    from tilegrid.emulator import Emulator, MachineConfig
+    from tilegrid.emulator import Emulator
     from tilegrid.emulator.defects import DefectMap, SpareLayout
     from tilegrid.emulator.repair import repair
 
-    sizes, params = sizes_for(kernel, side)
-    cfg = MachineConfig(width=side, height=side)
-    spec = kernels.BUNDLED[kernel]
-    inputs = spec.make_inputs(np.random.default_rng(0), sizes)
+    sizes = sizes_for(kernel, side)[0]
+    inputs = make_inputs(kernel, side)
     t0 = time.perf_counter()
-    program = api.compile_kernel(kernel, (side, side), {k: v.shape for k, v in inputs.items()}, params, cfg).program
+    program = compile_case(kernel, side, inputs)
     t1 = time.perf_counter()
     fabric = None
     if defects:

@@ -71,18 +71,15 @@ def main(argv=None) -> int:
     import numpy as np
 
     from bench_matmul import cpu_name
-    from bench_scale import sizes_for
-    from tilegrid import api, kernels
-    from tilegrid.emulator import Emulator, MachineConfig
+    from bench_scale import compile_case, make_inputs
+    from tilegrid.emulator import Emulator
     from tilegrid.emulator import core, fabric, scheduler, simd_matmac, vector_ops
     from tilegrid.emulator.state import A_HALTED, A_VISITS
 
     side = args.side
-    sizes, params = sizes_for(args.kernel, side)
-    cfg = MachineConfig(width=side, height=side)
-    inputs = kernels.BUNDLED[args.kernel].make_inputs(np.random.default_rng(0), sizes)
-    program = api.compile_kernel(args.kernel, (side, side), {k: v.shape for k, v in inputs.items()},
-                                 params, cfg).program
+    inputs = make_inputs(args.kernel, side)
+    program = compile_case(args.kernel, side, inputs)
+    cfg = program.config
     reference = Emulator(program, timing=args.timing)
     reference.load_inputs(inputs)
     expected_stats = reference.run()
