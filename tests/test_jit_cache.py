@@ -17,6 +17,7 @@ RUN = textwrap.dedent("""
     import numpy as np
     from tilegrid import api, kernels
     from tilegrid.emulator import Emulator, MachineConfig
+    from tilegrid.kernels.ordered import matmul_ordered
     cfg = MachineConfig(width=2, height=2)
     inputs = kernels.BUNDLED["matmul"].make_inputs(np.random.default_rng(0), {"M": 4, "K": 4, "N": 4})
     program = api.compile_kernel("matmul", (2, 2), {k: v.shape for k, v in inputs.items()}, {}, cfg).program
@@ -26,9 +27,7 @@ RUN = textwrap.dedent("""
     emu.run()
     C = emu.read_outputs()["C"]
     A, B = inputs["A"], inputs["B"]
-    want = np.zeros((4, 4), dtype=np.float32)
-    for k in range(4):  # SUMMA's order: k ascending, one unfused multiply-add at a time
-        want = (want + (A[:, k:k + 1] * B[k:k + 1, :]).astype(np.float32)).astype(np.float32)
+    want = matmul_ordered(A, B)  # SUMMA's order: k ascending, one unfused multiply-add at a time
     assert np.array_equal(C.view(np.uint32), want.view(np.uint32)), "bits differ"
     assert np.allclose(C, A.astype(np.float64) @ B.astype(np.float64), rtol=1e-5, atol=1e-5)
     print("ok")
